@@ -1,0 +1,607 @@
+"""SMS alerts logic, free of HTTP: directory, templates, broadcasts, replies, duty log.
+
+Every function takes an open session and leaves committing to the caller, so an
+API handler or a CLI command writes the change and its audit entry together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import utcnow
+from core.models import Department
+from sms import cap, segments
+from sms.csv_import import ContactRow, RowError, parse_contacts
+from sms.engine import aware
+from sms.models import (
+    Broadcast,
+    BroadcastStatus,
+    Contact,
+    DutyLogEntry,
+    DutyShift,
+    Group,
+    GroupKind,
+    GroupMember,
+    InboundMessage,
+    LogKind,
+    Recipient,
+    Template,
+)
+from sms.phone import InvalidNumber, normalise_mobile
+from sms.states import DeliveryState, sources_of
+
+# Replies that acknowledge an alert: digits, English, Chinese (case and spaces ignored).
+ACK_WORDS = frozenset({"1", "ok", "okay", "yes", "y", "收到", "已收到", "好", "确认", "收"})
+MAX_BODY = 1600  # Twilio's limit for one message body
+
+
+class SmsError(ValueError):
+    """A request the directory or the broadcaster refuses; the message says why."""
+
+
+class NotFound(SmsError):
+    pass
+
+
+# ---------------------------------------------------------------- directory
+
+
+async def department_by_code_or_name(session: AsyncSession, text: str) -> Department | None:
+    return await session.scalar(
+        select(Department).where(or_(Department.code == text, Department.name == text)).limit(1)
+    )
+
+
+async def add_contact(
+    session: AsyncSession,
+    *,
+    name: str,
+    mobile: str,
+    department: str = "",
+    role: str = "",
+    language: str = "zh",
+) -> Contact:
+    try:
+        number = normalise_mobile(mobile)
+    except InvalidNumber as exc:
+        raise SmsError(str(exc)) from None
+    if await session.scalar(select(Contact.id).where(Contact.mobile == number)):
+        raise SmsError(f"a contact with mobile {number} already exists")
+    department_id = None
+    if department:
+        found = await department_by_code_or_name(session, department)
+        if found is None:
+            raise SmsError(f"no department {department!r}")
+        department_id = found.id
+    contact = Contact(
+        name=name.strip(),
+        mobile=number,
+        department_id=department_id,
+        role=role.strip(),
+        language=language,
+        active=True,
+    )
+    session.add(contact)
+    await session.flush()
+    return contact
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+async def import_contacts(session: AsyncSession, data: bytes) -> ImportReport:
+    """Import the good rows of a CSV (new mobiles added, known ones updated)."""
+    parsed = parse_contacts(data)
+    report = ImportReport(errors=list(parsed.errors))
+    departments = {d.code: d.id for d in await session.scalars(select(Department))}
+    departments.update({d.name: d.id for d in await session.scalars(select(Department))})
+    existing = {
+        c.mobile: c
+        for c in await session.scalars(
+            select(Contact).where(Contact.mobile.in_([row.mobile for row in parsed.rows]))
+        )
+    }
+    groups = {g.name: g for g in await session.scalars(select(Group))}
+    good: list[tuple[ContactRow, Contact]] = []
+    for row in parsed.rows:
+        department_id = None
+        if row.department:
+            department_id = departments.get(row.department)
+            if department_id is None:
+                report.errors.append(RowError(row.line, f"no department {row.department!r}"))
+                continue
+        unknown = [
+            name
+            for name in row.groups
+            if name not in groups or groups[name].kind is not GroupKind.STATIC
+        ]
+        if unknown:
+            report.errors.append(RowError(row.line, f"no static group {unknown[0]!r}"))
+            continue
+        contact = existing.get(row.mobile)
+        if contact is None:
+            contact = Contact(mobile=row.mobile, active=True)
+            session.add(contact)
+            report.created += 1
+        else:
+            report.updated += 1
+        contact.name, contact.department_id = row.name, department_id
+        contact.role, contact.language = row.role, row.language
+        good.append((row, contact))
+    await session.flush()
+    for row, contact in good:
+        for name in row.groups:
+            await _add_member(session, groups[name].id, contact.id)
+    report.errors.sort(key=lambda error: error.line)
+    return report
+
+
+async def _add_member(session: AsyncSession, group_id: int, contact_id: int) -> None:
+    if await session.get(GroupMember, (group_id, contact_id)) is None:
+        session.add(GroupMember(group_id=group_id, contact_id=contact_id))
+
+
+async def add_group(
+    session: AsyncSession,
+    name: str,
+    *,
+    department: str = "",
+    role: str = "",
+    roster: str = "",
+    members: Sequence[str] = (),
+) -> Group:
+    """A static group (members), a dynamic one (department and/or role) or a roster's."""
+    if await session.scalar(select(Group.id).where(Group.name == name)):
+        raise SmsError(f"group {name!r} already exists")
+    department_id = None
+    if department:
+        found = await department_by_code_or_name(session, department)
+        if found is None:
+            raise SmsError(f"no department {department!r}")
+        department_id = found.id
+    if roster:
+        kind = GroupKind.ROSTER
+    elif department_id is not None or role:
+        kind = GroupKind.DYNAMIC
+    else:
+        kind = GroupKind.STATIC
+    group = Group(name=name, kind=kind, department_id=department_id, role=role, roster=roster)
+    session.add(group)
+    await session.flush()
+    for mobile in members:
+        contact = await contact_by_mobile(session, mobile)
+        await _add_member(session, group.id, contact.id)
+    return group
+
+
+async def contact_by_mobile(session: AsyncSession, mobile: str) -> Contact:
+    try:
+        number = normalise_mobile(mobile)
+    except InvalidNumber as exc:
+        raise SmsError(str(exc)) from None
+    contact = await session.scalar(select(Contact).where(Contact.mobile == number))
+    if contact is None:
+        raise NotFound(f"no contact with mobile {number}")
+    return contact
+
+
+async def add_shift(
+    session: AsyncSession, roster: str, mobile: str, starts_at: dt.datetime, ends_at: dt.datetime
+) -> DutyShift:
+    if ends_at <= starts_at:
+        raise SmsError("a shift must end after it starts")
+    contact = await contact_by_mobile(session, mobile)
+    shift = DutyShift(roster=roster, contact_id=contact.id, starts_at=starts_at, ends_at=ends_at)
+    session.add(shift)
+    await session.flush()
+    return shift
+
+
+async def on_duty(session: AsyncSession, roster: str, at: dt.datetime) -> list[Contact]:
+    rows = await session.scalars(
+        select(Contact)
+        .join(DutyShift, DutyShift.contact_id == Contact.id)
+        .where(
+            DutyShift.roster == roster,
+            DutyShift.starts_at <= at,
+            DutyShift.ends_at > at,
+            Contact.active.is_(True),
+        )
+        .order_by(Contact.id)
+    )
+    return list(rows.unique())
+
+
+async def group_members(session: AsyncSession, group: Group, at: dt.datetime) -> list[Contact]:
+    if group.kind is GroupKind.ROSTER:
+        return await on_duty(session, group.roster, at)
+    query = select(Contact).where(Contact.active.is_(True)).order_by(Contact.id)
+    if group.kind is GroupKind.STATIC:
+        query = query.join(GroupMember, GroupMember.contact_id == Contact.id).where(
+            GroupMember.group_id == group.id
+        )
+    else:
+        if group.department_id is not None:
+            query = query.where(Contact.department_id == group.department_id)
+        if group.role:
+            query = query.where(Contact.role == group.role)
+    return list(await session.scalars(query))
+
+
+async def resolve_audience(
+    session: AsyncSession,
+    *,
+    groups: Iterable[str] = (),
+    departments: Iterable[str] = (),
+    mobiles: Iterable[str] = (),
+    at: dt.datetime | None = None,
+) -> list[Contact]:
+    """Everyone the broadcast reaches, each mobile once."""
+    at = at or utcnow()
+    found: dict[str, Contact] = {}
+    for name in groups:
+        group = await session.scalar(select(Group).where(Group.name == name))
+        if group is None:
+            raise NotFound(f"no group {name!r}")
+        for contact in await group_members(session, group, at):
+            found.setdefault(contact.mobile, contact)
+    for code in departments:
+        department = await department_by_code_or_name(session, code)
+        if department is None:
+            raise NotFound(f"no department {code!r}")
+        for contact in await session.scalars(
+            select(Contact)
+            .where(Contact.department_id == department.id, Contact.active.is_(True))
+            .order_by(Contact.id)
+        ):
+            found.setdefault(contact.mobile, contact)
+    for mobile in mobiles:
+        contact = await contact_by_mobile(session, mobile)
+        found.setdefault(contact.mobile, contact)
+    return list(found.values())
+
+
+# ---------------------------------------------------------------- templates
+
+
+async def save_template(session: AsyncSession, name: str, body: str) -> Template:
+    template = await session.scalar(select(Template).where(Template.name == name))
+    if template is None:
+        template = Template(name=name, body=body)
+        session.add(template)
+    else:
+        template.body = body
+    await session.flush()
+    return template
+
+
+@dataclass(frozen=True)
+class Preview:
+    text: str
+    encoding: str
+    characters: int
+    units: int
+    segments: int
+    per_part_limit: int
+    recipients: int
+    total_segments: int
+    estimated_cost: float
+
+
+def preview(text: str, recipients: int, price_per_segment: float) -> Preview:
+    split = segments.segment(text)
+    return Preview(
+        text=text,
+        encoding=split.encoding.value,
+        characters=len(text),
+        units=split.units,
+        segments=split.segments,
+        per_part_limit=split.per_part_limit,
+        recipients=recipients,
+        total_segments=split.segments * recipients,
+        estimated_cost=segments.estimated_cost(split.segments, recipients, price_per_segment),
+    )
+
+
+# ---------------------------------------------------------------- broadcasts
+
+
+async def create_broadcast(
+    session: AsyncSession,
+    *,
+    body: str,
+    created_by: str,
+    contacts: Sequence[Contact],
+    approval_threshold: int,
+    send_at: dt.datetime | None = None,
+    audience: str = "",
+    incident_id: int | None = None,
+    cap_xml: str | None = None,
+) -> Broadcast:
+    """Create the broadcast and one queued row per recipient, in the caller's transaction."""
+    text = body.strip()
+    if not text:
+        raise SmsError("the message is empty")
+    if len(text) > MAX_BODY:
+        raise SmsError(f"the message is longer than {MAX_BODY} characters")
+    if not contacts:
+        raise SmsError("the audience has no contacts")
+    now = utcnow()
+    send_at = send_at or now
+    if send_at.tzinfo is None:
+        raise SmsError("send_at needs a time zone")
+    needs_approval = bool(approval_threshold) and len(contacts) > approval_threshold
+    if needs_approval:
+        status = BroadcastStatus.PENDING_APPROVAL
+    elif send_at > now:
+        status = BroadcastStatus.SCHEDULED
+    else:
+        status = BroadcastStatus.SENDING
+    split = segments.segment(text)
+    broadcast = Broadcast(
+        body=text,
+        status=status,
+        created_by=created_by,
+        send_at=send_at,
+        created_at=now,
+        encoding=split.encoding.value,
+        segments=split.segments,
+        recipient_count=len(contacts),
+        audience=audience[:500],
+        incident_id=incident_id,
+        cap_xml=cap_xml,
+    )
+    session.add(broadcast)
+    await session.flush()
+    rows = [
+        {
+            "broadcast_id": broadcast.id,
+            "contact_id": c.id,
+            "name": c.name,
+            "mobile": c.mobile,
+            "state": DeliveryState.QUEUED,
+            "attempts": 0,
+            "next_attempt_at": send_at,
+            "claimed_by": "",
+            "error": "",
+            "updated_at": now,
+        }
+        for c in contacts
+    ]
+    for start in range(0, len(rows), 2000):
+        await session.execute(insert(Recipient), rows[start : start + 2000])
+    return broadcast
+
+
+async def get_broadcast(session: AsyncSession, broadcast_id: int) -> Broadcast:
+    broadcast = await session.get(Broadcast, broadcast_id)
+    if broadcast is None:
+        raise NotFound(f"no broadcast {broadcast_id}")
+    return broadcast
+
+
+async def approve_broadcast(session: AsyncSession, broadcast_id: int, approver: str) -> Broadcast:
+    broadcast = await get_broadcast(session, broadcast_id)
+    if broadcast.status is not BroadcastStatus.PENDING_APPROVAL:
+        raise SmsError(
+            f"broadcast {broadcast_id} is {broadcast.status.value}, not awaiting approval"
+        )
+    if approver == broadcast.created_by:
+        raise SmsError("a second duty officer must approve; you composed this broadcast")
+    broadcast.approved_by = approver
+    broadcast.status = (
+        BroadcastStatus.SCHEDULED
+        if aware(broadcast.send_at) > utcnow()
+        else BroadcastStatus.SENDING
+    )
+    return broadcast
+
+
+async def cancel_broadcast(session: AsyncSession, broadcast_id: int) -> int:
+    """Cancel what has not gone out; returns how many recipients were spared."""
+    broadcast = await get_broadcast(session, broadcast_id)
+    if broadcast.status in (BroadcastStatus.COMPLETED, BroadcastStatus.CANCELLED):
+        raise SmsError(f"broadcast {broadcast_id} is already {broadcast.status.value}")
+    broadcast.status = BroadcastStatus.CANCELLED
+    broadcast.completed_at = utcnow()
+    result = await session.execute(
+        update(Recipient)
+        .where(
+            Recipient.broadcast_id == broadcast_id,
+            Recipient.state.in_(sources_of(DeliveryState.CANCELLED)),
+        )
+        .values(state=DeliveryState.CANCELLED, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def state_counts(session: AsyncSession, broadcast_id: int) -> dict[str, int]:
+    counts = {state.value: 0 for state in DeliveryState}
+    for state, count in await session.execute(
+        select(Recipient.state, func.count())
+        .where(Recipient.broadcast_id == broadcast_id)
+        .group_by(Recipient.state)
+    ):
+        counts[DeliveryState(state).value] = int(count)
+    return counts
+
+
+async def recipients_of(
+    session: AsyncSession, broadcast_id: int, limit: int = 500, offset: int = 0
+) -> list[Recipient]:
+    return list(
+        await session.scalars(
+            select(Recipient)
+            .where(Recipient.broadcast_id == broadcast_id)
+            .order_by(Recipient.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+async def history(session: AsyncSession, limit: int = 50) -> list[Broadcast]:
+    return list(await session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit)))
+
+
+# ---------------------------------------------------------------- replies
+
+
+def is_acknowledgement(body: str) -> bool:
+    return body.strip().strip("。.!！ ").lower() in ACK_WORDS
+
+
+async def record_reply(
+    session: AsyncSession, *, provider_sid: str, from_mobile: str, body: str
+) -> Recipient | None:
+    """Store an inbound SMS; an acknowledging reply marks the newest open alert to that phone.
+
+    Replays of the same provider message are recognised by its SID and change nothing.
+    """
+    if await session.scalar(
+        select(InboundMessage.id).where(InboundMessage.provider_sid == provider_sid)
+    ):
+        return None
+    try:
+        mobile = normalise_mobile(from_mobile)
+    except InvalidNumber:
+        mobile = from_mobile[:32]
+    recipient = None
+    if is_acknowledgement(body):
+        recipient = await session.scalar(
+            select(Recipient)
+            .where(
+                Recipient.mobile == mobile,
+                Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
+            )
+            .order_by(Recipient.id.desc())
+            .limit(1)
+        )
+        if recipient is not None:
+            now = utcnow()
+            await session.execute(
+                update(Recipient)
+                .where(
+                    Recipient.id == recipient.id,
+                    Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
+                )
+                .values(state=DeliveryState.ACKNOWLEDGED, acknowledged_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    session.add(
+        InboundMessage(
+            provider_sid=provider_sid,
+            from_mobile=mobile,
+            body=body[:2000],
+            recipient_id=recipient.id if recipient else None,
+        )
+    )
+    return recipient
+
+
+# ---------------------------------------------------------------- duty log
+
+
+async def add_log_entry(
+    session: AsyncSession,
+    *,
+    kind: LogKind,
+    title: str,
+    author: str,
+    happened: str = "",
+    actions: str = "",
+    outcome: str = "",
+) -> DutyLogEntry:
+    entry = DutyLogEntry(
+        kind=kind,
+        title=title,
+        author=author,
+        happened=happened,
+        actions=actions,
+        outcome=outcome,
+        at=utcnow(),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def duty_log(session: AsyncSession, limit: int = 100) -> list[tuple[DutyLogEntry, list[int]]]:
+    """Entries, newest first, each with the broadcasts sent for it."""
+    entries = list(
+        await session.scalars(
+            select(DutyLogEntry)
+            .order_by(DutyLogEntry.at.desc(), DutyLogEntry.id.desc())
+            .limit(limit)
+        )
+    )
+    links: dict[int, list[int]] = {}
+    if entries:
+        for broadcast_id, incident_id in await session.execute(
+            select(Broadcast.id, Broadcast.incident_id).where(
+                and_(Broadcast.incident_id.in_([e.id for e in entries]))
+            )
+        ):
+            links.setdefault(incident_id, []).append(broadcast_id)
+    return [(entry, sorted(links.get(entry.id, []))) for entry in entries]
+
+
+# ---------------------------------------------------------------- listings and CAP export
+
+
+async def list_contacts(session: AsyncSession, limit: int = 1000) -> list[Contact]:
+    return list(await session.scalars(select(Contact).order_by(Contact.name).limit(limit)))
+
+
+async def list_groups(session: AsyncSession) -> list[Group]:
+    return list(await session.scalars(select(Group).order_by(Group.name)))
+
+
+async def list_templates(session: AsyncSession) -> list[Template]:
+    return list(await session.scalars(select(Template).order_by(Template.name)))
+
+
+async def template_by_name(session: AsyncSession, name: str) -> Template:
+    template = await session.scalar(select(Template).where(Template.name == name))
+    if template is None:
+        raise NotFound(f"no template {name!r}")
+    return template
+
+
+def broadcast_as_cap(broadcast: Broadcast, sender: str) -> bytes:
+    """The broadcast as CAP 1.2: the imported document itself, or one built from it."""
+    if broadcast.cap_xml:
+        return broadcast.cap_xml.encode("utf-8")
+    sent = (
+        broadcast.created_at
+        if broadcast.created_at.tzinfo
+        else broadcast.created_at.replace(tzinfo=dt.UTC)
+    )
+    alert = cap.CapAlert(
+        identifier=f"unicomm-sms-{broadcast.id}",
+        sender=sender.replace(" ", "_"),
+        sent=sent,
+        info=[
+            cap.CapInfo(
+                event="SMS alert",
+                urgency="Unknown",
+                severity="Unknown",
+                certainty="Unknown",
+                category="Other",
+                language="zh-CN",
+                headline=broadcast.body[:160],
+                description=broadcast.body,
+            )
+        ],
+    )
+    return cap.build(alert)

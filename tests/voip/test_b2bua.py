@@ -1,0 +1,151 @@
+"""Calls through the exchange between SIPp phones: answer, cancel, busy, 404, 480, CDR."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from support.sipclient import SipClient
+from support.sipp import Sipp, SippResult, run_sipp
+from support.sipserver import PASSWORD, Unicomm, start_unicomm
+
+from voip.models import CallRecord, Disposition
+
+
+@pytest.fixture
+async def unicomm(tmp_path: Path) -> AsyncIterator[Unicomm]:
+    server = await start_unicomm(tmp_path, sip_ring_timeout=3.0)
+    yield server
+    await server.stop()
+
+
+def target(server: Unicomm) -> str:
+    return f"127.0.0.1:{server.sip_port}"
+
+
+# Each SIPp run keeps its trace in its own folder under the test's tmp_path.
+_runs = itertools.count()
+
+
+async def sipp_as(
+    name: str, server: Unicomm, user: str, folder: Path, **options: object
+) -> SippResult:
+    """Run a client scenario as extension ``user`` against the exchange."""
+    return await run_sipp(
+        name,
+        target(server),
+        users=[(user, PASSWORD)],
+        keys={"domain": "unicomm"},
+        work_dir=folder / f"sipp-{name}-{user}-{next(_runs)}",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def register_sipp(server: Unicomm, number: str, port: int, folder: Path) -> None:
+    """Register ``number`` from the port a SIPp UAS will listen on afterwards."""
+    result = await sipp_as("register_auth", server, number, folder, local_port=port, timeout=15)
+    assert result.ok, result.describe()
+
+
+async def records(server: Unicomm, count: int = 1) -> list[CallRecord]:
+    for _ in range(50):
+        await server.voip.cdr.flush()
+        async with server.ctx.db.session() as session:
+            rows = (await session.scalars(select(CallRecord).order_by(CallRecord.id))).all()
+        if len(rows) >= count:
+            return list(rows)
+        await asyncio.sleep(0.1)
+    return list(rows)
+
+
+async def test_call_answer_bye_writes_one_record(unicomm: Unicomm, tmp_path: Path) -> None:
+    callee = Sipp("uas_answer", service="1002")
+    await register_sipp(unicomm, "1002", callee.port, tmp_path)
+    await callee.spawn()
+    try:
+        caller = await sipp_as(
+            "uac_call", unicomm, "1001", tmp_path, service="1002", duration_ms=500, timeout=20
+        )
+        assert caller.ok, caller.describe()
+        answered = await callee.wait(10)
+        assert answered.ok, answered.describe()
+        # The SDP went through unchanged: the callee saw the caller's o= line.
+        invite = next(m for m in answered.received_messages if m.startswith("INVITE"))
+        assert "o=sipp" in invite and "Max-Forwards: 69" in invite
+    finally:
+        await callee.kill()
+    [record] = await records(unicomm)
+    assert (record.caller, record.callee) == ("1001", "1002")
+    assert record.disposition is Disposition.ANSWERED and record.sip_status == 200
+    assert record.hangup_side == "caller" and record.answered_at is not None
+    assert record.caller_department_id is not None
+    await unicomm.voip.live.drain()
+    assert await unicomm.ctx.state.hgetall("voip:calls") == {}
+
+
+async def test_busy_callee_passes_486_through(unicomm: Unicomm, tmp_path: Path) -> None:
+    callee = Sipp("uas_busy", service="1002")
+    await register_sipp(unicomm, "1002", callee.port, tmp_path)
+    async with Sipp.start("uas_busy", service="1002", local_port=callee.port):
+        result = await sipp_as(
+            "uac_expect_status", unicomm, "1001", tmp_path, service="1002", timeout=20
+        )
+    assert result.final_statuses == [486], result.describe()
+    [record] = await records(unicomm)
+    assert record.disposition is Disposition.BUSY and record.sip_status == 486
+
+
+async def test_unknown_and_unregistered_numbers(unicomm: Unicomm, tmp_path: Path) -> None:
+    for number, status in (("7777", 404), ("1003", 480)):
+        result = await sipp_as(
+            "uac_expect_status", unicomm, "1001", tmp_path, service=number, timeout=20
+        )
+        assert result.final_statuses == [status], result.describe()
+    rows = await records(unicomm, 2)
+    assert [r.disposition for r in rows] == [Disposition.NOT_FOUND, Disposition.UNAVAILABLE]
+
+
+async def test_cancel_before_answer(unicomm: Unicomm, tmp_path: Path) -> None:
+    # The callee only rings (a scripted phone): the caller gives up after the 180.
+
+    phone = await SipClient.connect(unicomm.sip_port)
+    assert (await phone.register("1002", PASSWORD)).status == 200
+
+    async def ring_only() -> None:
+        invite = await phone.receive(10)
+        phone.send(invite.response(180, to_tag="ringing1"))  # type: ignore[union-attr]
+        cancel = await phone.receive(10)
+        assert getattr(cancel, "method", "") == "CANCEL"
+        phone.send(cancel.response(200))  # type: ignore[union-attr]
+        phone.send(invite.response(487, to_tag="ringing1"))  # type: ignore[union-attr]
+        ack = await phone.receive(10)
+        assert getattr(ack, "method", "") == "ACK"
+
+    ringing = asyncio.create_task(ring_only())
+    result = await sipp_as("uac_cancel", unicomm, "1001", tmp_path, service="1002", timeout=20)
+    assert result.ok, result.describe()
+    await asyncio.wait_for(ringing, 10)
+    [record] = await records(unicomm)
+    assert record.disposition is Disposition.CANCELLED and record.hangup_side == "caller"
+    await phone.close()
+
+
+async def test_retransmissions_are_answered_from_the_transaction_layer(unicomm: Unicomm) -> None:
+    for scenario in ("udp_retransmit", "udp_retransmit_register"):
+        result = await run_sipp(
+            scenario,
+            target(unicomm),
+            users=[("1001", PASSWORD)],
+            keys={"domain": "unicomm", "ruri": f"sip:{target(unicomm)}"},
+            timeout=20,
+        )
+        assert result.ok, result.describe()
+        first, second = result.received_messages[:2]
+        assert first == second
+        if scenario == "udp_retransmit_register":
+            # The registrar's own challenge, same nonce: the transaction answered it again.
+            assert first.startswith("SIP/2.0 401") and "nonce=" in first

@@ -1,0 +1,154 @@
+"""The carrier trunk against a SIPp carrier on its own loopback address (127.0.0.2).
+
+Phones live on 127.0.0.3 and the exchange on 127.0.0.1, so anything of the phones'
+(address, Contact, SDP) that reached the carrier would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from support.phones import RECORDER_FINALISE_SECONDS, Phone
+from support.sipp import Sipp, SippResult, sipp_binary
+from support.sipserver import PASSWORD, Unicomm, start_unicomm
+
+from core.models import Department
+from media.audio import dominant_frequency, write_tone_wav
+from voip import PBX
+from voip.models import CallRecord, ClassOfService, DepartmentPolicy, Disposition, Extension
+
+CARRIER = "127.0.0.2"
+PHONES = "127.0.0.3"
+CALLER_ID = "01088880000"
+LONG_DISTANCE = "002112345678"  # 0 for an outside line, then a Shanghai number
+
+
+@pytest.fixture
+async def carrier(tmp_path: Path) -> AsyncIterator[Sipp]:
+    sipp = Sipp(
+        "carrier",
+        users=[("trunkuser", "trunk-pw-1")],
+        calls=10,
+        work_dir=tmp_path / "carrier",
+        extra_args=["-i", CARRIER, "-mi", CARRIER, "-rtp_echo"],
+    )
+    # Sipp.spawn() probes 127.0.0.1 for a listening UAS; this one listens on CARRIER.
+    sipp.process = await asyncio.create_subprocess_exec(
+        sipp_binary(),
+        *sipp.arguments,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=(sipp.work_dir / "stdout.log").open("wb"),
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=sipp.work_dir,
+    )
+    await asyncio.sleep(0.3)
+    try:
+        yield sipp
+    finally:
+        await sipp.kill()
+
+
+@pytest.fixture
+async def unicomm(tmp_path: Path, carrier: Sipp) -> AsyncIterator[Unicomm]:
+    server = await start_unicomm(
+        tmp_path / "server",
+        extensions=("1001", "1002"),
+        voip_trunk_host=CARRIER,
+        voip_trunk_port=carrier.port,
+        voip_trunk_domain="carrier.example",
+        voip_trunk_username="trunkuser",
+        voip_trunk_password="trunk-pw-1",
+    )
+    async with server.ctx.db.session() as session:
+        department = await session.scalar(select(Department).where(Department.code == "IT"))
+        assert department is not None
+        session.add(DepartmentPolicy(department_id=department.id, caller_id=CALLER_ID))
+        await session.execute(
+            update(Extension)
+            .where(Extension.number == "1002")
+            .values(class_of_service=ClassOfService.NATIONAL)
+        )
+    await server.voip.accounts.reload()
+    pbx = server.http.app[PBX]
+    await pbx.plan.reload()
+    assert pbx.trunk is not None
+    for _ in range(50):
+        if pbx.trunk.registered:
+            break
+        await asyncio.sleep(0.1)
+    yield server
+    await server.stop()
+
+
+async def carrier_saw(carrier: Sipp) -> SippResult:
+    await asyncio.sleep(0.2)
+    await carrier.kill()
+    return carrier.result(0)
+
+
+async def test_trunk_registers_with_digest_auth(unicomm: Unicomm, carrier: Sipp) -> None:
+    trunk = unicomm.http.app[PBX].trunk
+    assert trunk is not None and trunk.registered and trunk.last_status == 200
+    result = await carrier_saw(carrier)
+    registers = [m for m in result.received_messages if m.startswith("REGISTER")]
+    assert len(registers) >= 2 and "Authorization: Digest" in registers[1]
+    assert 'username="trunkuser"' in registers[1]
+
+
+async def test_class_of_service_and_a_hidden_topology_on_the_trunk(
+    unicomm: Unicomm, carrier: Sipp, tmp_path: Path
+) -> None:
+    port = unicomm.sip_port
+    tone = write_tone_wav(tmp_path / "tone.wav", 440.0, 4.0)
+    heard = tmp_path / "heard.wav"
+    async with (
+        Phone.start("alice", log_dir=tmp_path, host=PHONES) as alice,
+        Phone.start("bob", log_dir=tmp_path, host=PHONES) as bob,
+    ):
+        await alice.register("127.0.0.1", port, "1001", PASSWORD)  # internal only
+        await bob.register("127.0.0.1", port, "1002", PASSWORD)  # national
+        refused = await alice.call(f"sip:{LONG_DISTANCE}@127.0.0.1:{port}")
+        ended = await alice.events.wait(
+            lambda e: (
+                e.get("event") == "call_state"
+                and e.get("call") == refused.id
+                and e["state"] == "DISCONNECTED"
+            ),
+            5,
+            "the internal-only call to be refused",
+            refused.since,
+        )
+        assert ended["code"] == 403
+        call = await bob.call(f"sip:{LONG_DISTANCE}@127.0.0.1:{port}")
+        await call.wait_state("CONFIRMED")
+        await call.wait_media()
+        await call.record(heard)
+        await call.play(tone)  # the carrier echoes RTP: the tone comes back through the relay
+        await asyncio.sleep(1.5)
+        await call.stop_record()
+        await call.hangup()
+        await call.wait_state("DISCONNECTED")
+        await asyncio.sleep(RECORDER_FINALISE_SECONDS)
+    assert abs(dominant_frequency(heard, skip_seconds=0.3) - 440) < 15
+    result = await carrier_saw(carrier)
+    invites = [m for m in result.received_messages if m.startswith("INVITE")]
+    assert len(invites) == 1, result.describe()  # the refused call never left the exchange
+    invite = invites[0]
+    assert invite.startswith("INVITE sip:02112345678@carrier.example")
+    assert f"sip:{CALLER_ID}@" in invite.split("From:", 1)[1].split("\n", 1)[0]
+    everything = "\n".join(result.received_messages)
+    assert PHONES not in everything  # no phone address in any header or SDP
+    assert "sip:1002@" not in everything and "sip:bob@" not in everything
+    assert "c=IN IP4 127.0.0.1" in invite  # the relay's address instead
+    await unicomm.voip.cdr.flush()
+    async with unicomm.ctx.db.session() as session:
+        rows = (await session.scalars(select(CallRecord).order_by(CallRecord.id))).all()
+    assert [(r.caller, r.direction, r.disposition, r.sip_status) for r in rows] == [
+        ("1001", "internal", Disposition.REJECTED, 403),
+        ("1002", "outbound", Disposition.ANSWERED, 200),
+    ]
+    assert rows[1].callee == "02112345678"

@@ -1,0 +1,1 @@
+"""SIP transports: asyncio adapters that move bytes between sockets and the endpoint."""
