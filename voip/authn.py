@@ -3,6 +3,12 @@
 Existing and unknown extensions get the same answers: always a challenge of the
 same form first, then the same 403 for any wrong answer, so nothing can be
 learnt about which numbers exist (sipvicious svwar) or which passwords are close.
+
+A trusted peer (the carrier trunk) is known by where its INVITEs come from, not by
+a password: :attr:`Authenticator.trusted_peers` are asked first when the caller's
+flow is given, and the first that recognises the flow names the calling account.
+A request that only claims to come from the peer (its From, its domain) from
+anywhere else is challenged like any stranger's.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -20,8 +27,13 @@ from voip.sip.message import Request
 
 from .accounts import Account, Accounts
 from .protection import Protection
+from .transport.base import Flow
 
 log = structlog.get_logger("voip.authn")
+
+
+# Recognises a request by the flow it came on: the calling account, or None (a stranger).
+TrustedPeer = Callable[[Request, Flow], Account | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,8 @@ class Authenticator:
         self._accounts = accounts
         self._protection = protection
         self._decoy_key = hashlib.sha256(b"decoy:" + secret).digest()
+        # Peers identified by their address instead of a password (the carrier trunk).
+        self.trusted_peers: list[TrustedPeer] = []
 
     def _decoy(self, username: str, algorithm: str) -> str:
         # A stable wrong HA1 for numbers that do not exist: the verification runs the
@@ -57,9 +71,24 @@ class Authenticator:
         return Challenge(status, [(name, str(c)) for c in challenges])
 
     async def check(
-        self, request: Request, source: str, *, proxy: bool, user_hint: str
+        self,
+        request: Request,
+        source: str,
+        *,
+        proxy: bool,
+        user_hint: str,
+        flow: Flow | None = None,
     ) -> Account | Challenge:
-        """The authenticated account, or how to answer instead."""
+        """The authenticated account, or how to answer instead.
+
+        With ``flow`` (where the request came from, transport and port included) a
+        trusted peer that recognises it is answered without a challenge.
+        """
+        if flow is not None:
+            for peer in self.trusted_peers:
+                account = peer(request, flow)
+                if account is not None:
+                    return account
         header = "Proxy-Authorization" if proxy else "Authorization"
         user_agent = request.headers.get("User-Agent") or ""
         credentials = None

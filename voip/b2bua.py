@@ -43,7 +43,7 @@ from .calls import LiveCalls
 from .cdr import CdrWriter
 from .endpoint import SipEndpoint
 from .location import Location
-from .routing import CallRouter, Forward, Refusal
+from .routing import CallRouter, Detour, Forward, Pickup, Refusal
 from .transport.base import Flow
 
 log = structlog.get_logger("voip.b2bua")
@@ -67,6 +67,9 @@ class Leg:
     # A fork of an earlier step (forwarded, voicemail, next ring-group member): its late
     # failure or answer no longer speaks for the call.
     stale: bool = False
+    # Our 2xx to a picker's INVITE (group pickup: a UAS leg on the callee's side) goes
+    # again until its ACK comes.
+    retransmit: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -109,6 +112,7 @@ class _Relay:
     origin: ServerTransaction
     origin_leg: Leg
     target: Leg
+    after: Callable[[int], None] | None = None  # a feature's Detour, told the final status
 
 
 @dataclass(eq=False)
@@ -145,6 +149,7 @@ class _LateAck:
 
     target: Leg
     cseq: int
+    call: Call | None = None  # for the anchor of a relayed call's answer
 
 
 def _rank(status: int) -> int:
@@ -204,10 +209,14 @@ class B2bua:
         self.router: CallRouter | None = None
         # Told when a call starts ringing, is answered and ends (busy lamps, ring groups).
         self.watchers: list[Callable[[Call], None]] = []
+        # Asked about an in-dialog INVITE before it is relayed (hold music): None relays it.
+        self.in_dialog_hook: Callable[[Call, Leg, Request], Detour | None] | None = None
         self._next_steps: set[asyncio.Task[None]] = set()
         self._legs: dict[str, tuple[Call, Leg]] = {}
         self._invites: dict[int, Call] = {}
-        self._client: dict[int, tuple[Call, Leg] | _Relay | _Transfer] = {}
+        self._client: dict[
+            int, tuple[Call, Leg] | _Relay | _Transfer | Callable[[Response | None], None]
+        ] = {}
         # (origin Call-ID, origin CSeq) of re-INVITEs whose ACK carries the SDP answer.
         self._late_acks: dict[tuple[str, int], _LateAck] = {}
         self._loop = asyncio.get_running_loop()
@@ -236,7 +245,7 @@ class B2bua:
             return
         from_uri = request.from_.uri
         hint = from_uri.user or "" if isinstance(from_uri, SipUri) else ""
-        checked = await self._auth.check(request, flow.host, proxy=True, user_hint=hint)
+        checked = await self._auth.check(request, flow.host, proxy=True, user_hint=hint, flow=flow)
         if isinstance(checked, Challenge):
             reply(transaction, checked.status, headers=checked.headers)
             return
@@ -247,6 +256,9 @@ class B2bua:
         target = request.uri
         number = target.user if isinstance(target, SipUri) else None
         route = await self.router.route(caller, number or "", request) if self.router else None
+        if isinstance(route, Pickup):
+            self._pick_up(request, transaction, flow, caller, route)
+            return
         if isinstance(route, Refusal):
             log.info("sip.call_refused", caller=caller.number, callee=number, status=route.status)
             reply(transaction, route.status, reason=route.reason)
@@ -358,6 +370,69 @@ class B2bua:
         leg.transaction = self._endpoint.send_request(invite, flow)
         self._client[id(leg.transaction)] = (call, leg)
 
+    def _pick_up(
+        self,
+        request: Request,
+        transaction: InviteServerTransaction,
+        flow: Flow,
+        picker: Account,
+        pickup: Pickup,
+    ) -> None:
+        """Group pickup: the picker's INVITE answers a call ringing elsewhere.
+
+        The ringing forks are cancelled (their late answers hang up as any losing fork's
+        do), the picker gets a 200 with the caller's session description and the caller
+        a 200 with the picker's: ``pickup`` carries both, each cut to the other's codecs.
+        """
+        entry = self._legs.get(pickup.call_id)
+        call = entry[0] if entry is not None else None
+        if call is None or call.state != "ringing" or call.caller.number == picker.number:
+            self._endpoint.reply(transaction, 480, reason="Temporarily Unavailable (answered)")
+            return
+        if transaction.terminated or transaction.state.value != "proceeding":
+            return
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        if call.route is not None:
+            call.route.next_step = None
+        for fork in call.forks:
+            fork.stale = True
+            if fork.final is None:
+                self._cancel_fork(fork)
+        response = request.response(200, to_tag=new_tag())
+        contact = self._endpoint.local_uri(call.caller.number, flow.transport)
+        response.headers.add("Contact", f"<{contact}>")
+        response.headers.add("Allow", ALLOW)
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = self._anchored(call, pickup.to_picker, towards_caller=False)
+        self._endpoint.respond(transaction, response)
+        leg = Leg("b", flow, request.call_id)
+        try:
+            leg.dialog = Dialog.from_uas(request, response)
+        except SipParseError:
+            return
+        self._legs[leg.call_id] = (call, leg)
+        if not flow.reliable:
+            self._retransmit_to_leg(call, leg, response, self._endpoint.layer.timers.t1)
+        log.info("sip.picked_up", call_id=call.id, by=picker.number, ringing=call.callee.number)
+        call.callee = picker
+        self._connected(call, leg, None, pickup.to_caller)
+
+    def _retransmit_to_leg(self, call: Call, leg: Leg, answer: Response, interval: float) -> None:
+        """Our 2xx to a UAS leg other than the caller's goes again until its ACK."""
+        timers = self._endpoint.layer.timers
+        if interval * 2 > timers.timeout:
+            leg.retransmit = None
+            return
+
+        def again() -> None:
+            if call.state == "ended" or leg.retransmit is None:
+                return
+            self._endpoint.send(answer, leg.flow)
+            self._retransmit_to_leg(call, leg, answer, min(interval * 2, timers.t2))
+
+        leg.retransmit = self._loop.call_later(interval, again)
+
     def _record_unrouted(
         self,
         request: Request,
@@ -392,6 +467,11 @@ class B2bua:
         entry = self._client.get(id(transaction))
         if entry is None:
             return
+        if callable(entry):  # a feature's own request (see expect())
+            if response.status >= 200:
+                self._client.pop(id(transaction), None)
+            entry(response)
+            return
         if isinstance(entry, _Relay):
             self._relay_response(entry, response, transaction)
             return
@@ -410,19 +490,50 @@ class B2bua:
         if status < 300:
             self._fork_answered(call, leg, response)
             return
+        if status in (401, 407) and call.route is not None and call.route.authorize is not None:
+            if self._authorize_fork(call, leg, transaction, response):
+                return
+            # The carrier's credentials are ours, not the caller's: no challenge for the phone.
+            assert leg.invite is not None
+            response = leg.invite.response(503, "Service Unavailable (trunk authentication)")
+            status = 503
         leg.final = status
         self._client.pop(id(transaction), None)
         self._legs.pop(leg.call_id, None)
         if not leg.stale:
             self._fork_failed(call, response)
 
+    def _authorize_fork(
+        self, call: Call, leg: Leg, transaction: ClientTransaction, response: Response
+    ) -> bool:
+        """Send a challenged fork's INVITE again with the route's credentials (§22.2)."""
+        route = call.route
+        if route is None or route.authorize is None or leg.invite is None:
+            return False
+        if leg.stale or leg.cancel_wanted or call.state != "ringing":
+            return False
+        invite = route.authorize(leg.invite, response)
+        if invite is None:
+            return False
+        self._client.pop(id(transaction), None)
+        leg.invite = invite
+        leg.provisional = False
+        leg.transaction = self._endpoint.send_request(invite, leg.flow)
+        self._client[id(leg.transaction)] = (call, leg)
+        return True
+
     def on_timeout(self, transaction: Transaction) -> None:
         entry = self._client.pop(id(transaction), None)
         if entry is None:
             return
+        if callable(entry):
+            entry(None)
+            return
         if isinstance(entry, _Relay):
             if not entry.origin.terminated:
                 self._endpoint.reply(entry.origin, 408)
+            if entry.after is not None:
+                entry.after(408)
             return
         if isinstance(entry, _Transfer):
             self._transfer_failed(entry, 408)
@@ -433,7 +544,9 @@ class B2bua:
             self._legs.pop(leg.call_id, None)
             self._fork_failed(call, None)
 
-    def _to_caller(self, call: Call, status: int, source: Response | None) -> Response:
+    def _to_caller(
+        self, call: Call, status: int, source: Response | None, body: bytes = b""
+    ) -> Response:
         """A response to the caller's INVITE carrying the callee's session description."""
         response = call.a_invite.response(
             status, source.reason if source else None, to_tag=call.a_tag
@@ -447,6 +560,9 @@ class B2bua:
                 "Content-Type", source.headers.get("Content-Type") or "application/sdp"
             )
             response.body = self._anchored(call, source.body, towards_caller=True)
+        elif body and status < 300:  # a body of our making (group pickup)
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = self._anchored(call, body, towards_caller=True)
         self._endpoint.respond(call.a_transaction, response)
         return response
 
@@ -464,7 +580,9 @@ class B2bua:
         ):
             # With an offer in the INVITE the ACK carries nothing: send it at once.
             # A late offer waits for the caller's ACK, which carries the answer.
-            leg.ack = leg.dialog.create_ack(1, via=self._endpoint.via(leg.flow.transport))
+            leg.ack = leg.dialog.create_ack(
+                leg.invite.cseq.number, via=self._endpoint.via(leg.flow.transport)
+            )
         if leg.ack is not None:
             self._endpoint.send(leg.ack, leg.flow)
         if call.answered is leg:
@@ -474,6 +592,12 @@ class B2bua:
             self._send_in_dialog(leg, "BYE")
             self._legs.pop(leg.call_id, None)
             return
+        self._connected(call, leg, response)
+
+    def _connected(
+        self, call: Call, leg: Leg, response: Response | None, body: bytes = b""
+    ) -> None:
+        """``leg`` answered: the caller gets its 200 (``response``'s SDP, or ``body``)."""
         call.answered = leg
         call.state = "answered"
         call.answered_at = dt.datetime.now(dt.UTC)
@@ -482,7 +606,7 @@ class B2bua:
         for other in call.forks:
             if other is not leg and other.final is None:
                 self._cancel_fork(other)
-        answer = self._to_caller(call, 200, response)
+        answer = self._to_caller(call, 200, response, body)
         try:
             call.a.dialog = Dialog.from_uas(call.a_invite, answer)
         except SipParseError:
@@ -603,6 +727,7 @@ class B2bua:
             return
         if previous is not None:
             route.on_end[:0] = previous.on_end
+            route.on_call_end[:0] = previous.on_call_end
         call.route = route
         call.callee = route.callee
         call.best = None
@@ -647,6 +772,9 @@ class B2bua:
         if entry is None:
             return
         call, leg = entry
+        if leg.retransmit is not None:  # a picker's ACK for our 2xx
+            leg.retransmit.cancel()
+            leg.retransmit = None
         if leg is not call.a or call.state != "answered":
             return
         if request.cseq.number == call.a_invite.cseq.number:
@@ -655,11 +783,13 @@ class B2bua:
                 call.retransmit = None
             b = call.answered
             if call.late_offer and b is not None and b.dialog is not None and b.ack is None:
+                # The answer to the 2xx's offer: an anchored call's names the relay too.
+                body = self._anchored(call, request.body, towards_caller=False)
                 b.ack = b.dialog.create_ack(
-                    1,
+                    b.invite.cseq.number if b.invite is not None else 1,
                     via=self._endpoint.via(b.flow.transport),
-                    body=request.body,
-                    content_type=request.headers.get("Content-Type"),
+                    body=body,
+                    content_type=request.headers.get("Content-Type") if body else None,
                 )
                 self._endpoint.send(b.ack, b.flow)
 
@@ -698,13 +828,53 @@ class B2bua:
         if other is None or other.dialog is None or call.state != "answered":
             self._endpoint.reply(transaction, 481 if other is None else 491)
             return
+        detour = None
+        if request.method == "INVITE" and self.in_dialog_hook is not None:
+            try:
+                detour = self.in_dialog_hook(call, leg, request)
+            except Exception:
+                log.exception("sip.in_dialog_hook_failed", call_id=call.id)
+        if detour is not None and detour.status is not None:
+            self._endpoint.reply(transaction, detour.status)
+            return
+        body = request.body if detour is None or detour.body is None else detour.body
         relayed = self._send_in_dialog(
             other,
             request.method,
-            body=self._anchored(call, request.body, towards_caller=leg is not call.a),
+            body=self._anchored(call, body, towards_caller=leg is not call.a),
             content_type=request.headers.get("Content-Type"),
         )
-        self._client[id(relayed)] = _Relay(call, transaction, leg, other)
+        after = detour.after if detour is not None else None
+        self._client[id(relayed)] = _Relay(call, transaction, leg, other, after)
+
+    # -- for features beside the core (hold music, group pickup) --------------------------
+
+    @property
+    def endpoint(self) -> SipEndpoint:
+        return self._endpoint
+
+    def expect(
+        self, transaction: ClientTransaction, on_response: Callable[[Response | None], None]
+    ) -> None:
+        """Call ``on_response`` with each response to ``transaction`` (None: timed out)."""
+        self._client[id(transaction)] = on_response
+
+    def send_in_dialog(
+        self,
+        leg: Leg,
+        method: str,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        on_response: Callable[[Response | None], None] | None = None,
+    ) -> ClientTransaction:
+        transaction = self._send_in_dialog(leg, method, body=body, content_type=content_type)
+        if on_response is not None:
+            self.expect(transaction, on_response)
+        return transaction
+
+    def anchored(self, call: Call, body: bytes, *, towards_caller: bool) -> bytes:
+        return self._anchored(call, body, towards_caller=towards_caller)
 
     @staticmethod
     def _anchored(call: Call, body: bytes, *, towards_caller: bool) -> bytes:
@@ -747,7 +917,8 @@ class B2bua:
         if status == 100:
             return
         if status >= 200:
-            self._client.pop(id(transaction), None)
+            if self._client.pop(id(transaction), None) is not None and relay.after is not None:
+                self._loop.call_soon(relay.after, status)  # once this answer has gone on
         leg = relay.target
         if 200 <= status < 300 and leg is not None and leg.dialog is not None:
             request = transaction.request
@@ -757,7 +928,7 @@ class B2bua:
                     # The 2xx is an offer: the answer will be in the origin's ACK.
                     origin = relay.origin.request
                     key = (origin.call_id, origin.cseq.number)
-                    self._late_acks[key] = _LateAck(leg, request.cseq.number)
+                    self._late_acks[key] = _LateAck(leg, request.cseq.number, relay.call)
                 else:
                     ack = leg.dialog.create_ack(
                         request.cseq.number, via=self._endpoint.via(leg.flow.transport)
@@ -790,11 +961,14 @@ class B2bua:
         leg = late.target
         if leg.dialog is None:
             return
+        body = ack.body
+        if late.call is not None:
+            body = self._anchored(late.call, body, towards_caller=leg is late.call.a)
         relayed = leg.dialog.create_ack(
             late.cseq,
             via=self._endpoint.via(leg.flow.transport),
-            body=ack.body,
-            content_type=ack.headers.get("Content-Type") if ack.body else None,
+            body=body,
+            content_type=ack.headers.get("Content-Type") if body else None,
         )
         self._endpoint.send(relayed, leg.flow)
 
@@ -1006,15 +1180,17 @@ class B2bua:
         if transfer.target is not None:
             call.callee = transfer.target
         route = call.route
-        if route is not None and route.rewrite_outward is None and route.rewrite_inward is None:
+        if route is not None:
             # The old callee's resources (a media worker's slot for an IVR) are free now;
-            # an anchored (trunk) route keeps its relay for the rest of the call.
+            # an anchored (trunk) route keeps its relay (on_call_end) for the rest of the call.
             for release in route.on_end:
                 try:
                     release()
                 except Exception:
                     log.exception("sip.route_release_failed", call_id=call.id)
-            call.route = None
+            route.on_end = []
+            if route.rewrite_outward is None and route.rewrite_inward is None:
+                call.route = None
         if not transfer.transferor_gone:
             self._notify_transfer(transfer, 200)
             if old.dialog is not None:
@@ -1091,8 +1267,8 @@ class B2bua:
         call.state = "ended"
         if call.transfer is not None:
             self._abort_transfer(call.transfer)
-        for timer in (call.ring_timer, call.retransmit):
-            if timer is not None:
+        for timer in (call.ring_timer, call.retransmit, call.answered and call.answered.retransmit):
+            if timer:
                 timer.cancel()
         self._legs.pop(call.a.call_id, None)
         for fork in call.forks:
@@ -1108,7 +1284,8 @@ class B2bua:
         self.active.dec()
         self._live.remove(call.id)
         self._tell(call)
-        for release in call.route.on_end if call.route is not None else ():
+        route = call.route
+        for release in [*route.on_end, *route.on_call_end] if route is not None else ():
             try:
                 release()
             except Exception:

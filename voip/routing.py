@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from voip.models import Disposition
-from voip.sip.message import Request
+from voip.sip.message import Request, Response
 
 from .accounts import Account
 from .transport.base import Flow
@@ -40,8 +40,15 @@ class Forward:
     # through ``rewrite_outward``, every body back to the caller through ``rewrite_inward``.
     rewrite_outward: Callable[[bytes], bytes] | None = None
     rewrite_inward: Callable[[bytes], bytes] | None = None
-    # Called once when the call ends, whatever the reason (frees relay ports, sessions).
+    # Called once when the call ends, whatever the reason (frees relay ports, sessions),
+    # or when a transfer moves the caller to another callee (the worker's slot is free).
     on_end: list[Callable[[], None]] = field(default_factory=list)
+    # Called once when the whole call ends, even after a transfer: what lives as long as
+    # the caller's leg (the RTP relay of an anchored call). Carried by next steps.
+    on_call_end: list[Callable[[], None]] = field(default_factory=list)
+    # A target's 401/407 (a carrier that authenticates every INVITE): the INVITE to send
+    # again with credentials, or None to let the fork fail (RFC 3261 §22.2).
+    authorize: Callable[[Request, Response], Request | None] | None = None
     # How long the targets ring before ``next_step`` (or 480) takes over; None: the default.
     ring_seconds: float | None = None
     # What to do when every target failed (called with 486 busy, 408 no answer, or the
@@ -50,7 +57,29 @@ class Forward:
     next_step: Callable[[int], Awaitable[Route]] | None = None
 
 
-Route = Refusal | Forward | None
+@dataclass(frozen=True)
+class Pickup:
+    """Answer the call ``call_id`` (ringing elsewhere) with the picker's INVITE.
+
+    ``to_picker`` is the caller's session description as the picker's answer,
+    ``to_caller`` the picker's as the caller's answer (see ``voip.features.pickup``).
+    """
+
+    call_id: str
+    to_picker: bytes
+    to_caller: bytes
+
+
+@dataclass(frozen=True)
+class Detour:
+    """What a feature makes of an in-dialog INVITE before the core relays it (hold music)."""
+
+    status: int | None = None  # answer it with this status instead of relaying it
+    body: bytes | None = None  # relay this body instead of the request's
+    after: Callable[[int], None] | None = None  # told the relayed request's final status
+
+
+Route = Refusal | Forward | Pickup | None
 
 
 class CallRouter(Protocol):

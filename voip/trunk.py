@@ -134,7 +134,7 @@ class CarrierTrunk:
             from_user=caller_id,
             rewrite_outward=relayed.rewrite_outward,
             rewrite_inward=relayed.rewrite_inward,
-            on_end=[lambda: self.relay.close(relayed)],
+            on_call_end=[lambda: self.relay.close(relayed)],
         )
 
     # -- registration ---------------------------------------------------------------------
