@@ -1,4 +1,8 @@
-"""The IP telephony exchange: extensions, registrar, calls, features, trunk, costs."""
+"""The IP telephony exchange: extensions, registrar, calls, features, trunk, costs.
+
+Narrow interface for other services (rule 1): :func:`place_call` rings a number and
+reads a text to it (sms escalation), with :class:`CallOutcome` / :class:`CallResult`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from voip.cli import add_cli
 from voip.features import api as features_api
 from voip.features import console as features_console
 from voip.models import ClassOfService, Extension
+from voip.outbound_calls import ORIGINATIONS, CallOutcome, CallResult, Originations, place_call
 from voip.pbx import Pbx
 from voip.server import VoipServer
 from voip.transport.ws import PATH as WS_PATH
@@ -185,6 +190,10 @@ def setup(app: web.Application) -> None:
     pbx = Pbx(app[CTX], server)
     app[PBX] = pbx
     app.cleanup_ctx.append(pbx.lifecycle)
+    # Calls the exchange places itself (voip.place_call): after the PBX, stopped before it.
+    originations = Originations(app[CTX], server, pbx)
+    app[ORIGINATIONS] = originations
+    app.cleanup_ctx.append(originations.lifecycle)
     features_api.mount(app, lambda: pbx.features)
     features_console.mount(app, lambda: pbx.features)
 
@@ -211,4 +220,15 @@ async def seed_demo(ctx: AppContext, report: DemoReport) -> None:
         report.add(line)
 
 
-__all__ = ["PBX", "SETUP_ORDER", "VOIP_SERVER", "VoipServer", "add_cli", "seed_demo", "setup"]
+__all__ = [
+    "PBX",
+    "SETUP_ORDER",
+    "VOIP_SERVER",
+    "CallOutcome",
+    "CallResult",
+    "VoipServer",
+    "add_cli",
+    "place_call",
+    "seed_demo",
+    "setup",
+]

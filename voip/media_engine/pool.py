@@ -37,6 +37,8 @@ RTP_PORTS_PER_WORKER = 16  # 4 calls x (RTP + RTCP), doubled for pjsua2's re-bin
 READY_SECONDS = 15.0
 COMMAND_SECONDS = 5.0
 RESTART_MIN, RESTART_MAX = 0.2, 30.0
+# The application name of sessions that are calls a worker places (voip.place_call).
+ORIGINATE_APP = "originate"
 # A session the exchange ended but whose worker call lingers is hung up after this.
 LINGER_SECONDS = 5.0
 
@@ -154,10 +156,24 @@ class WorkerProcess:
             session.arrived(call)
             self.by_call[call] = session
             self.pool.start_app(session)
-        elif kind == "state" and message.get("state") == "DISCONNECTED":
-            session = self.by_call.pop(int(message["call"]), None)
+        elif kind == "outgoing":
+            call = int(message["call"])
+            session = self.sessions.get(str(message.get("session", "")))
+            if session is None or not session.outgoing or session.worker_call is not None:
+                self.pool.spawn_task(self.command("hangup", call=call))  # nobody waits for it
+                return
+            session.arrived(call)
+            session.call_id = str(message.get("call_id") or session.call_id)
+            self.by_call[call] = session
+        elif kind == "state":
+            call = int(message["call"])
+            session = self.by_call.get(call)
             if session is not None:
-                self.release(session)
+                session.call_state(str(message.get("state")), message.get("code"))
+            if message.get("state") == "DISCONNECTED":
+                session = self.by_call.pop(call, None)
+                if session is not None:
+                    self.release(session)
         elif kind == "dtmf":
             session = self.by_call.get(int(message["call"]))
             if session is not None:
@@ -295,6 +311,27 @@ class MediaPool:
         loop = asyncio.get_running_loop()
         loop.call_later(ARRIVAL_SECONDS, self._expire_unarrived, session)
         return session
+
+    def reserve_outgoing(self) -> MediaSession | None:
+        """A slot for a call a worker places itself (``voip.place_call``); None when full.
+
+        The caller sends the worker's ``call`` command and gives the slot back with
+        :meth:`release_unused` if the call never started.
+        """
+        candidates = [worker for worker in self.workers if worker.free > 0]
+        if not candidates:
+            return None
+        worker = max(candidates, key=lambda w: w.free)
+        session = MediaSession(worker, ORIGINATE_APP, "")
+        session.outgoing = True
+        worker.sessions[session.token] = session
+        return session
+
+    @staticmethod
+    def release_unused(session: MediaSession) -> None:
+        """Give back a slot whose call never started on its worker."""
+        if session.worker_call is None:
+            session.worker.release(session)
 
     def _expire_unarrived(self, session: MediaSession) -> None:
         if session.worker_call is None and session.state == "reserved":

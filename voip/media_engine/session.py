@@ -3,6 +3,11 @@
 An application (echo test, prompt, voicemail, IVR) is a coroutine that receives
 the session and drives the call with ``answer``, ``play``, ``record``, ``digits``
 and ``hangup``; every command goes over the worker's control channel.
+
+A session can also be a call the worker places itself (``voip.place_call``): the
+exchange learns it from the INVITE's origination header, and the session follows
+the call's progress (``ringing``, ``confirmed``, the last SIP status) from the
+worker's state events.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ class MediaSession:
         self.ended = asyncio.Event()
         self.exchange_done = False
         self.task: asyncio.Task[Any] | None = None
+        # A call the worker places (voip.place_call): its progress as the worker saw it.
+        self.outgoing = False
+        self.ringing = False  # a 180/183 came back: the callee's phone rang
+        self.confirmed = asyncio.Event()  # answered (2xx and ACK)
+        self.last_status: int | None = None
 
     @property
     def target(self) -> str:
@@ -48,6 +58,16 @@ class MediaSession:
     def arrived(self, worker_call: int) -> None:
         self.worker_call = worker_call
         self.state = "ringing"
+
+    def call_state(self, state: str, status: int | None) -> None:
+        """The worker's INV state of this call (CALLING, EARLY, CONFIRMED, DISCONNECTED)."""
+        if status:
+            self.last_status = status
+        if state == "EARLY":
+            self.ringing = True
+        elif state == "CONFIRMED":
+            self.state = "answered"
+            self.confirmed.set()
 
     def finished(self) -> None:
         """The worker's call is gone (or the worker): the slot is free."""

@@ -2,8 +2,9 @@
 
 Started by :class:`voip.media_engine.pool.MediaPool`, never by hand. It speaks JSON
 lines with its parent on stdin/stdout (``voip.media_engine.protocol``): the parent
-says what to do with a call (answer, play, record, echo, hang up), the worker
-reports what happens (incoming calls, states, DTMF digits, end of a prompt).
+says what to do with a call (answer, play, record, echo, hang up, or place one to
+the exchange), the worker reports what happens (incoming and outgoing calls,
+states, DTMF digits, end of a prompt).
 
 pjsua2 is driven as ``shared/notes/pjsua2.md`` prescribes: no library threads, one
 asyncio loop that polls ``libHandleEvents(0)`` every few milliseconds, so every
@@ -82,8 +83,14 @@ class MediaCall(pj.Call):  # type: ignore[misc]
         self.player: Player | None = None
         self.recorder: pj.AudioMediaRecorder | None = None
         self.echo = False
+        # A call this worker places (``call`` command): the parent's session token, told
+        # with the call's id in an "outgoing" event before any state of the call.
+        self.session: str | None = None
+        self.announced = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        if self.session is not None and not self.announced:
+            self.worker.announce(self)
         info = self.getInfo()
         self.worker.channel.event(
             "state",
@@ -188,6 +195,15 @@ class Worker:
         self.account = MediaAccount(self)
         self.account.create(account_config, True)
 
+    def announce(self, call: MediaCall) -> None:
+        """An outgoing call has its id: the parent learns it (and its Call-ID) first."""
+        info = call.getInfo()
+        call.announced = True
+        self.calls[info.id] = call
+        self.channel.event(
+            "outgoing", call=info.id, session=call.session, call_id=info.callIdString
+        )
+
     def retire(self, call: MediaCall) -> None:
         self.calls.pop(call.getId(), None)
         self.retired.append(call)
@@ -261,6 +277,21 @@ class Worker:
     def cmd_transfer(self, request: dict[str, Any]) -> None:
         # Blind transfer by REFER; the exchange moves the caller and then hangs up on us.
         self.call(request).xfer(request["uri"], pj.CallOpParam(True))
+
+    def cmd_call(self, request: dict[str, Any]) -> None:
+        """Place a call to the exchange (``voip.place_call``); its headers name the session."""
+        assert self.account is not None
+        call = MediaCall(self, self.account, pj.PJSUA_INVALID_ID)
+        call.session = str(request["session"])
+        parameters = pj.CallOpParam(True)
+        for name, value in (request.get("headers") or {}).items():
+            header = pj.SipHeader()
+            header.hName = str(name)
+            header.hValue = str(value)
+            parameters.txOption.headers.append(header)
+        call.makeCall(str(request["uri"]), parameters)
+        if not call.announced:
+            self.announce(call)
 
     def cmd_stop_record(self, request: dict[str, Any]) -> None:
         # The WAV header is written a little after the port goes (about 0.3 s in 2.15).
