@@ -47,14 +47,13 @@ def _news_url(app: web.Application) -> Callable[[str], str | None]:
 
 
 def _mount_news_media(app: web.Application, router: web.UrlDispatcher) -> None:
-    """vod's signed media and the hls.js player script, on a kiosk router."""
+    """vod's signed media on a kiosk router (the player script is mounted with the app)."""
     try:
-        from vod import add_signed_media_routes, hls_js_path
+        from vod import add_signed_media_routes
     except ImportError:
         log.warning("kiosk.no_vod")
         return
     add_signed_media_routes(app, router, NEWS_PREFIX)
-    api.mount_player_script(router, hls_js_path())
 
 
 def setup(app: web.Application) -> None:
@@ -115,17 +114,13 @@ async def _subscribe_to_sms_alerts(ctx: AppContext, hub: LiveHub) -> None:
             alert, _ = await service.record_cap_alert(
                 session, event.identifier, event.headline, text, event.severity, event.area
             )
-        if event.area and not set(alert.target.get("districts", ())) & await _districts(ctx):
-            log.warning("kiosk.cap_area_unmatched", area=event.area, identifier=event.identifier)
+        if event.area and not alert.target.get("districts"):
+            # Named no kiosk district: it went to every kiosk; say so for the operators.
+            log.warning("kiosk.cap_area_everywhere", area=event.area, identifier=event.identifier)
         # Every node hears the sms event, so each pushes to its own kiosks directly.
         await hub.deliver(api.alert_push(alert))
 
     await ctx.bus.subscribe(AlertPublished, on_alert)
-
-
-async def _districts(ctx: AppContext) -> set[str]:
-    async with ctx.db.session() as session:
-        return {group.district for group in await service.list_groups(session)}
 
 
 async def _refresh_portal_pages(ctx: AppContext) -> None:

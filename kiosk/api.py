@@ -25,6 +25,7 @@ from core.console import ConsolePage
 from core.context import AppContext
 from core.db import utcnow
 from core.models import DeviceKind, Role
+from core.npm import add_npm_route
 from core.web import API, CONSOLE, CTX, client_address
 from kiosk import rules, service
 from kiosk.live import Connection, KioskPush, LiveHub
@@ -153,6 +154,8 @@ class KioskOut(BaseModel):
     cache_state: dict[str, Any]
     connected_here: bool
     paired: bool
+    screenshot_at: dt.datetime | None
+    screenshot_url: str | None  # staff only (the console's session or a staff token)
 
 
 class AlertIn(BaseModel):
@@ -203,9 +206,8 @@ class HeartbeatIn(BaseModel):
     uptime_seconds: int = Field(0, ge=0)
     last_rendered_at: dt.datetime | None = None
     cache_state: dict[str, Any] = Field(default_factory=dict)
-    screenshot: str = Field(
-        "", max_length=200_000, pattern=r"^(data:image/(jpeg|png|webp);base64,[A-Za-z0-9+/=]+)?$"
-    )
+    # A data: URL; its type and size (service.SCREENSHOT_MAX_BYTES) are checked by the service.
+    screenshot: str = Field("", max_length=200_000)
     plays: dict[str, int] = Field(
         default_factory=dict, max_length=1000
     )  # "item_id:action" -> count
@@ -346,6 +348,7 @@ def mount_kiosk_routes(router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub,
         raise web.HTTPFound("/kiosk/")
 
     router.add_get("/kiosk", kiosk_redirect)
+    mount_browser_libraries(router)
 
     async def start_pairing(request: web.Request) -> web.StreamResponse:
         lifetime = dt.timedelta(minutes=ctx.settings.kiosk_pairing_minutes)
@@ -415,11 +418,14 @@ def mount_kiosk_routes(router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub,
             item, _, action = key.partition(":")
             if item.isdigit():
                 counts[(int(item), action)] = count
-        async with ctx.db.session() as session:
-            fresh = await service.get_kiosk(session, kiosk.id)
-            await service.record_heartbeat(session, fresh, beat, client_address(request))
-            today = utcnow().astimezone(_zone(ctx)).date()
-            await service.record_plays(session, fresh, today, counts)
+        try:
+            async with ctx.db.session() as session:
+                fresh = await service.get_kiosk(session, kiosk.id)
+                await service.record_heartbeat(session, fresh, beat, client_address(request))
+                today = utcnow().astimezone(_zone(ctx)).date()
+                await service.record_plays(session, fresh, today, counts)
+        except service.KioskError as exc:
+            return kiosk_json_error(exc.status, str(exc))
         return web.json_response({"heartbeat_seconds": ctx.settings.kiosk_heartbeat_seconds})
 
     router.add_post("/kiosk/api/heartbeat", heartbeat)
@@ -490,18 +496,10 @@ def mount_kiosk_routes(router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub,
     router.add_get(rf"/kiosk/api/news/{{key:{NEWS_KEY}}}", news_link)
 
 
-def mount_player_script(router: web.UrlDispatcher, hls_js: Path | None) -> None:
-    """``/kiosk/hls.min.js``: the HLS player the kiosk page loads for news clips."""
-
-    async def player(request: web.Request) -> web.StreamResponse:
-        if hls_js is None:
-            raise web.HTTPNotFound(text="hls.js is not installed: run `npm ci`")
-        return web.FileResponse(
-            hls_js,
-            headers={"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache"},
-        )
-
-    router.add_get("/kiosk/hls.min.js", player)
+def mount_browser_libraries(router: web.UrlDispatcher) -> None:
+    """The npm libraries the kiosk page loads: hls.js (news clips), html2canvas (screenshots)."""
+    add_npm_route(router, "/kiosk/hls.min.js", "hls.js", "dist/hls.min.js")
+    add_npm_route(router, "/kiosk/html2canvas.min.js", "html2canvas", "dist/html2canvas.min.js")
 
 
 # The kiosk page loads only its own script and style; media and data from itself.
@@ -838,6 +836,31 @@ def mount(app: web.Application, hub: LiveHub) -> None:
         response=list[KioskOut],
     )
 
+    async def screenshot(request: web.Request, identity: Identity) -> web.StreamResponse:
+        async with ctx.db.session() as session:
+            try:
+                kiosk = await service.get_kiosk(session, _id(request))
+            except service.KioskError as exc:
+                raise _refusal(exc) from None
+        found = service.screenshot_of(kiosk)
+        if found is None:
+            raise ApiError(404, f"kiosk {kiosk.name!r} has sent no screenshot yet")
+        content_type, image = found
+        return web.Response(
+            body=image,
+            content_type=content_type,
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    api.add(
+        router,
+        "GET",
+        "/api/kiosk/fleet/{id}/screenshot",
+        screenshot,
+        summary="The last screenshot a kiosk sent with its heartbeat (staff only)",
+        tag=TAG,
+    )
+
     async def approve(request: web.Request, identity: Identity, body: ApproveIn) -> KioskOut:
         async with ctx.db.session() as session:
             try:
@@ -1101,9 +1124,19 @@ async def fleet_rows(ctx: AppContext, hub: LiveHub) -> list[KioskOut]:
             cache_state=row.kiosk.cache_state,
             connected_here=row.kiosk.id in connected,
             paired=row.kiosk.token_id is not None,
+            screenshot_at=row.kiosk.screenshot_at if row.kiosk.screenshot else None,
+            screenshot_url=_screenshot_url(row.kiosk),
         )
         for row in rows
     ]
+
+
+def _screenshot_url(kiosk: Kiosk) -> str | None:
+    if not kiosk.screenshot:
+        return None
+    # The time in the URL: a new screenshot is a new address (the old one may be cached).
+    taken = kiosk.screenshot_at.timestamp() if kiosk.screenshot_at else 0
+    return f"/api/kiosk/fleet/{kiosk.id}/screenshot?t={int(taken)}"
 
 
 PORTAL_MAX_BYTES = 2 * 1024 * 1024
@@ -1135,4 +1168,4 @@ async def refresh_portal(ctx: AppContext, item_id: int) -> bool:
     return True
 
 
-__all__ = ["HUB", "PAGE", "mount", "mount_kiosk_routes", "mount_player_script"]
+__all__ = ["HUB", "PAGE", "mount", "mount_browser_libraries", "mount_kiosk_routes"]

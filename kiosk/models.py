@@ -92,6 +92,7 @@ class Kiosk(Base):
     uptime_seconds: Mapped[int] = mapped_column(Integer, default=0)
     cache_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     screenshot: Mapped[str] = mapped_column(Text, default="")  # a small data: URL
+    screenshot_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str] = mapped_column(String(64), default="")
 
 

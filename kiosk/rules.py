@@ -14,7 +14,6 @@ import datetime as dt
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,24 +236,36 @@ class Target:
         )
 
 
-AREA_SEPARATORS = re.compile(r"[,;，；、/\s]+")
+# What a district's name may end with that an area text may leave out ("东城区" / "东城").
+DISTRICT_SUFFIXES = ("区", "县", "市", " district", " county")
+
+
+def _district_forms(district: str) -> set[str]:
+    name = district.strip().casefold()
+    forms = {name}
+    for suffix in DISTRICT_SUFFIXES:
+        short = name.removesuffix(suffix).strip()
+        if short != name and len(short) >= 2:
+            forms.add(short)
+    return forms
 
 
 def districts_of_area(area: str, districts: Iterable[str]) -> frozenset[str]:
-    """The kiosk districts a CAP ``areaDesc`` names; empty (every kiosk) without an area.
+    """The kiosk districts a CAP ``areaDesc`` names; empty means every kiosk.
 
     ``areaDesc`` is free text ("东城区、西城区", "Dongcheng; Xicheng"), so a district
-    matches when its name appears in it ("东城" in "东城区"), ignoring case. An area that
-    names no known district targets its own words, so it reaches no kiosk until a group
-    has such a district, rather than every kiosk in the city.
+    matches when its name, with or without its 区/县/市 ending, appears in it,
+    ignoring case. An alert with no area, or whose area names no kiosk district
+    ("全市", "北京市", a place no kiosk stands in), reaches every kiosk: the alerts
+    come from the city's own emergency management, and a takeover that silently
+    reaches no screen is the worse failure; the caller logs such an area.
     """
     text = area.strip().casefold()
     if not text:
         return frozenset()
-    named = frozenset(d for d in districts if d.strip() and d.strip().casefold() in text)
-    if named:
-        return named
-    return frozenset(part for part in AREA_SEPARATORS.split(area.strip()) if part)
+    return frozenset(
+        d for d in districts if d.strip() and any(form in text for form in _district_forms(d))
+    )
 
 
 @dataclass(frozen=True)

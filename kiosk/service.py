@@ -8,6 +8,8 @@ can act on; the API turns it into a status code, the CLI into one line.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import html.parser
@@ -56,6 +58,11 @@ MEDIA_SIGNATURES: dict[str, tuple[ContentKind, str, tuple[bytes, ...]]] = {
     "video/webm": (ContentKind.VIDEO, "webm", (b"\x1a\x45\xdf\xa3",)),
     "video/mp4": (ContentKind.VIDEO, "mp4", ()),  # checked by its ftyp box below
 }
+
+
+# The fleet board's picture of a kiosk's screen: a small image, refused past this size.
+SCREENSHOT_MAX_BYTES = 64 * 1024
+SCREENSHOT_URL = re.compile(r"^data:(image/(?:jpeg|png|webp));base64,([A-Za-z0-9+/]*={0,2})$")
 
 
 class KioskError(Exception):
@@ -594,10 +601,60 @@ class Heartbeat:
     screenshot: str = ""
 
 
+def check_screenshot(data_url: str) -> tuple[str, bytes]:
+    """The type and bytes of a heartbeat's screenshot, a ``data:`` URL of a small image.
+
+    The bytes must be what the URL says (checked by their first bytes) and at most
+    ``SCREENSHOT_MAX_BYTES``: the board shows it to staff, so nothing else is kept.
+    """
+    match = SCREENSHOT_URL.match(data_url)
+    if match is None:
+        raise KioskError(
+            "a screenshot must be a data: URL of a base64 JPEG, PNG or WebP image",
+            field="screenshot",
+        )
+    content_type, encoded = match.groups()
+    if len(encoded) * 3 // 4 > SCREENSHOT_MAX_BYTES + 2:
+        raise KioskError(
+            f"a screenshot may be at most {SCREENSHOT_MAX_BYTES // 1024} KiB; this one is "
+            f"{len(encoded) * 3 // 4 // 1024} KiB",
+            413,
+            "screenshot",
+        )
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise KioskError("the screenshot is not valid base64", field="screenshot") from None
+    if len(raw) > SCREENSHOT_MAX_BYTES:
+        raise KioskError(
+            f"a screenshot may be at most {SCREENSHOT_MAX_BYTES // 1024} KiB", 413, "screenshot"
+        )
+    magic = {
+        "image/jpeg": raw[:3] == b"\xff\xd8\xff",
+        "image/png": raw[:8] == b"\x89PNG\r\n\x1a\n",
+        "image/webp": raw[:4] == b"RIFF" and raw[8:12] == b"WEBP",
+    }
+    if not magic[content_type]:
+        raise KioskError(f"the screenshot's content is not {content_type}", field="screenshot")
+    return content_type, raw
+
+
+def screenshot_of(kiosk: Kiosk) -> tuple[str, bytes] | None:
+    """The last screenshot a kiosk sent, as (content type, bytes), or None."""
+    if not kiosk.screenshot:
+        return None
+    try:
+        return check_screenshot(kiosk.screenshot)
+    except KioskError:
+        return None
+
+
 async def record_heartbeat(
     session: AsyncSession, kiosk: Kiosk, beat: Heartbeat, source: str
 ) -> None:
     now = utcnow()
+    if beat.screenshot:
+        check_screenshot(beat.screenshot)  # before anything changes
     kiosk.last_seen_at = now
     # A kiosk's clock may run ahead; never believe it rendered in the future.
     rendered = beat.last_rendered_at
@@ -608,6 +665,7 @@ async def record_heartbeat(
     kiosk.cache_state = dict(beat.cache_state)
     if beat.screenshot:
         kiosk.screenshot = beat.screenshot
+        kiosk.screenshot_at = now
     kiosk.source = source[:64]
 
 
@@ -734,7 +792,8 @@ async def record_cap_alert(
 ) -> tuple[Alert, bool]:
     """Store an alert from sms/ once: every node hears the bus event and tries.
 
-    The CAP area is matched to the kiosk groups' districts (no area: every kiosk).
+    The CAP area is matched to the kiosk groups' districts; no area, or an area that
+    names no kiosk district, reaches every kiosk (see :func:`rules.districts_of_area`).
     Returns the alert and whether this call created it.
     """
     existing = await session.scalar(select(Alert).where(Alert.identifier == identifier))

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from core.cli import DemoReport
 from core.context import AppContext
+from core.npm import npm_file
 from core.web import CONSOLE, CTX, I18N
 from vod import api
 from vod.cli import add_cli
@@ -166,8 +167,7 @@ def add_signed_media_routes(
 
 def hls_js_path() -> Path | None:
     """The minified hls.js build (from ``npm ci``), or None if it is not installed."""
-    path = api.HLS_JS / "hls.min.js"
-    return path if path.is_file() else None
+    return npm_file("hls.js", "dist/hls.min.js")
 
 
 MEETING_STATION = "MEETING"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from core.api import ApiError, _fields, require
 from core.auth import Identity, audit, identity_of
 from core.console import ConsolePage
 from core.models import Role
+from core.npm import add_npm_route
 from core.web import API, CONSOLE, CTX, client_address
 from media import hls
 from vod.models import Capture, Kind, Level, Schedule
@@ -36,7 +36,6 @@ PAGE = ConsolePage(
 )
 
 EDITORS = (Role.ADMIN, Role.OPERATOR)
-HLS_JS = Path(__file__).resolve().parent.parent / "node_modules" / "hls.js" / "dist"
 TAG = "vod"
 
 VOD = web.AppKey("vod", VodRuntime)
@@ -580,16 +579,14 @@ def mount(app: web.Application, runtime: VodRuntime) -> None:
     router.add_get("/vod/media/{key}/{path:.+}", staff_media)
     add_signed_media_route(router, service, SIGNED_PREFIX)
 
-    async def hls_js(request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if name not in {"hls.min.js", "hls.min.js.map"} or not (HLS_JS / name).is_file():
-            raise web.HTTPNotFound(text="hls.js is not installed: run `npm ci` in the repository")
-        return web.FileResponse(
-            HLS_JS / name,
-            headers={"Content-Type": "text/javascript", "Cache-Control": "public, max-age=86400"},
+    for name in ("hls.min.js", "hls.min.js.map"):
+        add_npm_route(
+            router,
+            f"/vod/static/{name}",
+            "hls.js",
+            f"dist/{name}",
+            cache_control="public, max-age=86400",
         )
-
-    router.add_get("/vod/static/{name}", hls_js)
 
     # ---- console ---------------------------------------------------------------
 

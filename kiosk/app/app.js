@@ -12,6 +12,10 @@
   const params = new URLSearchParams(location.search);
   const IDLE_MS = Number(params.get("idle") || 60) * 1000; // back to the attract loop
   const SLIDE_MS = Number(params.get("slide") || 8) * 1000;
+  // A small picture of the screen for the fleet board, with a heartbeat at most this often.
+  const SHOT_MS = Number(params.get("shot") || 180) * 1000;
+  const SHOT_WIDTH = 320; // pixels: a thumbnail, a few KiB as JPEG
+  const SHOT_MAX_CHARS = 80000; // the server takes at most 64 KiB of image
   const started = Date.now();
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -22,6 +26,7 @@
     category: null, opened: null, slide: 0, lastTouch: 0,
     lastRendered: null, rendering: true, pushed: new Map(), cleared: new Set(),
     plays: {}, backoff: 1000, heartbeatMs: 30000, mediaCached: 0, online: navigator.onLine,
+    shotAt: 0,
   };
 
   function el(tag, text, attrs) {
@@ -299,9 +304,42 @@
     if (worker) worker.postMessage({ type: "cache-media", urls, news, newsKeys });
   }
 
+  // ---- the fleet board's screenshot
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = el("script", null, { src });
+      script.onload = resolve; script.onerror = reject;
+      document.head.append(script);
+    });
+  }
+
+  // What the screen shows (alert, pairing code, slide, the current frame of a clip), drawn by
+  // html2canvas from the page itself, downscaled to a JPEG thumbnail; "" when none is due or
+  // the library is missing (offline after a reload): the heartbeat goes without one.
+  async function screenshot() {
+    if (Date.now() - state.shotAt < SHOT_MS) return "";
+    state.shotAt = Date.now();
+    try {
+      // Loaded on first use: most of the time the kiosk never parses it.
+      if (!window.html2canvas) await loadScript("/kiosk/html2canvas.min.js");
+      const width = window.innerWidth, height = window.innerHeight;
+      const canvas = await window.html2canvas(document.body, {
+        scale: Math.min(1, SHOT_WIDTH / width), width, height, windowWidth: width, windowHeight: height,
+        backgroundColor: "#000000", logging: false,
+      });
+      for (const quality of [0.6, 0.4, 0.25]) {
+        const url = canvas.toDataURL("image/jpeg", quality);
+        if (url.length <= SHOT_MAX_CHARS) return url;
+      }
+    } catch (error) { /* no picture this time */ }
+    return "";
+  }
+
   async function heartbeat() {
     const plays = state.plays;
     state.plays = {};
+    const shot = await screenshot();
     try {
       const response = await fetch("/kiosk/api/heartbeat", {
         method: "POST", headers: { ...auth(), "Content-Type": "application/json" },
@@ -312,13 +350,16 @@
           cache_state: { media_cached: state.mediaCached, news_cached: state.newsCached || 0, items: state.feed ? state.feed.items.length : 0,
                          service_worker: Boolean(navigator.serviceWorker && navigator.serviceWorker.controller) },
           plays,
+          ...(shot ? { screenshot: shot } : {}),
         }),
       });
       if (response.status === 401) return unpaired();
       if (!response.ok) throw new Error(String(response.status));
       state.online = true;
+      if (shot) document.body.dataset.screenshotSent = String(shot.length);
     } catch (error) {
       for (const [key, value] of Object.entries(plays)) state.plays[key] = (state.plays[key] || 0) + value;
+      if (shot) state.shotAt = 0; // the picture did not arrive: take a new one next time
       state.online = false;
     }
     // Shown at once, not at the next slide: an opened page may stay up for minutes.

@@ -9,11 +9,13 @@ const MEDIA_CACHE = "kiosk-media-v1";
 const NEWS_CACHE = "kiosk-news-v1";
 const SHELL = ["/kiosk/", "/kiosk/app.js", "/kiosk/app.css", "/kiosk/manifest.webmanifest"];
 const PLAYER = "/kiosk/hls.min.js"; // optional: the app falls back to native HLS without it
+const SCREENSHOTS = "/kiosk/html2canvas.min.js"; // optional: heartbeats go without a picture
 const NEWS_PATH = /^\/kiosk\/vod\/s\/[^/]+\/[^/]+\/([A-Za-z0-9_.-]+)\/(.+)$/;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(SHELL_CACHE)
-    .then((cache) => cache.addAll(SHELL).then(() => cache.add(PLAYER).catch(() => {})))
+    .then((cache) => cache.addAll(SHELL)
+      .then(() => Promise.all([PLAYER, SCREENSHOTS].map((url) => cache.add(url).catch(() => {})))))
     .then(() => self.skipWaiting()));
 });
 
@@ -153,7 +155,8 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(fromNews(event.request, news));
   } else if (url.pathname.startsWith("/kiosk/media/")) {
     event.respondWith(fromMediaCache(event.request));
-  } else if (SHELL.includes(url.pathname) || url.pathname === PLAYER || url.pathname === "/kiosk/api/feed") {
+  } else if (SHELL.includes(url.pathname) || url.pathname === PLAYER || url.pathname === SCREENSHOTS
+             || url.pathname === "/kiosk/api/feed") {
     event.respondWith(networkFirst(event.request));
   }
 });

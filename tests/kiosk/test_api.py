@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -285,6 +286,12 @@ async def test_alerts_reach_the_live_socket_and_clear(
     )
     message = await socket.receive_json(timeout=2)
     assert message["type"] == "alert" and message["alert"]["headline"] == "地震预警"
+    # A city-wide area that names no kiosk district takes over every kiosk too.
+    await app_context.bus.publish(
+        AlertPublished(identifier="cap-2", sender="city", headline="防空演练", area="全市")
+    )
+    message = await socket.receive_json(timeout=2)
+    assert message["type"] == "alert" and message["alert"]["headline"] == "防空演练"
     bad = await client.ws_connect("/kiosk/api/live")
     await bad.send_str(json.dumps({"token": "ud_forged"}))
     closing = await bad.receive(timeout=5)
@@ -329,6 +336,53 @@ async def test_heartbeat_fleet_and_plays(app_context: AppContext, client: TestCl
     ]
     page = await client.get("/console/kiosk")
     assert page.status == 200 and "k1" in await page.text()
+
+
+async def test_heartbeat_screenshot_is_checked_and_shown_to_staff_only(
+    app_context: AppContext, client: TestClient
+) -> None:
+    csrf = await operator(app_context, client)
+    kiosk_id = (await pair(client, csrf, "k1", None))["kiosk"]["id"]
+    token = {"Authorization": f"Bearer {(await pair(client, csrf, 'k3', None))['token']}"}
+    # k3 beats; k1 never sends a picture.
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+    data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    refusals = {
+        "data:image/jpeg;base64," + base64.b64encode(PNG).decode(): (422, "is not image/jpeg"),
+        "data:image/gif;base64,R0lGODlh": (422, "JPEG, PNG or WebP"),
+        "data:image/jpeg;base64,@@@@": (422, "JPEG, PNG or WebP"),
+        "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8\xff" + b"\x00" * 70_000).decode(): (
+            413,
+            "64 KiB",
+        ),
+    }
+    for bad, (status, reason) in refusals.items():
+        refused = await client.post("/kiosk/api/heartbeat", headers=token, json={"screenshot": bad})
+        assert refused.status == status, await refused.text()
+        assert reason in (await refused.json())["error"]
+    board = {k["name"]: k for k in await (await client.get("/api/kiosk/fleet")).json()}
+    assert board["k3"]["state"] == "never"  # a refused heartbeat changed nothing
+    assert board["k3"]["screenshot_url"] is None
+
+    beat = await client.post("/kiosk/api/heartbeat", headers=token, json={"screenshot": data_url})
+    assert beat.status == 200, await beat.text()
+    # Later heartbeats without a picture keep the last one.
+    assert (await client.post("/kiosk/api/heartbeat", headers=token, json={})).status == 200
+    board = {k["name"]: k for k in await (await client.get("/api/kiosk/fleet")).json()}
+    url = board["k3"]["screenshot_url"]
+    assert url.startswith(f"/api/kiosk/fleet/{board['k3']['id']}/screenshot")
+    assert board["k3"]["screenshot_at"] is not None
+    assert board["k1"]["screenshot_url"] is None
+    shot = await client.get(url)
+    assert shot.status == 200 and shot.content_type == "image/jpeg"
+    assert await shot.read() == jpeg
+    assert (await client.get(f"/api/kiosk/fleet/{kiosk_id}/screenshot")).status == 404
+    page = await (await client.get("/console/kiosk")).text()
+    assert f'<img src="{url}"' in page
+    # Not for the kiosk itself, nor for anyone without a staff login.
+    assert (await client.get(url, headers=token)).status == 401
+    client.session.cookie_jar.clear()
+    assert (await client.get(url)).status == 401
 
 
 async def test_console_edits_and_deletes_items_and_playlists(

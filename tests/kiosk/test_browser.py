@@ -1,13 +1,15 @@
 """Headless Chromium as a street kiosk against a real ``unicomm serve``.
 
 One server, one browser, one story (a browser start is the expensive part): pairing,
-targeted content, language, takeover within a second, fleet online then stale, the
-kiosk-only listener, and then the server stopped: reload and seek a cached clip.
+targeted content, language, takeover within a second, fleet online with the kiosk's
+screenshot on the board, then stale, the kiosk-only listener, and then the server
+stopped: reload and seek a cached clip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -51,6 +53,30 @@ def _make_webm(path: Path) -> bytes:
         timeout=60,
     )
     return path.read_bytes()
+
+
+def _probe_image(image: bytes, folder: Path) -> dict[str, Any]:
+    """What ffprobe makes of an image: it must decode it."""
+    path = folder / "screenshot.jpg"
+    path.write_bytes(image)
+    done = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    stream: dict[str, Any] = json.loads(done.stdout)["streams"][0]
+    return stream
 
 
 async def _api(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
@@ -231,6 +257,44 @@ async def test_kiosk_in_chromium(tmp_path: Path, output_dir: Path) -> None:
                 while await state() != "online":
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.3)
+
+                # The heartbeat brought a picture of the screen: a small JPEG, for staff only.
+                deadline = time.monotonic() + 15
+                while not (board := await _api(api, "GET", f"{base}/api/kiosk/fleet"))[0][
+                    "screenshot_url"
+                ]:
+                    assert time.monotonic() < deadline, "no screenshot arrived"
+                    await asyncio.sleep(0.3)
+                shot_url = board[0]["screenshot_url"]
+                async with api.get(base + shot_url) as shot:
+                    assert shot.status == 200 and shot.content_type == "image/jpeg"
+                    image = await shot.read()
+                (output_dir / "kiosk-screenshot.jpg").write_bytes(image)
+                assert 1000 < len(image) <= 64 * 1024, len(image)
+                probed = await asyncio.to_thread(_probe_image, image, tmp_path)
+                assert probed["codec_name"] == "mjpeg"
+                assert (probed["width"], probed["height"]) == (320, 200), probed  # 1280 x 800 / 4
+                async with aiohttp.ClientSession() as anonymous:
+                    async with anonymous.get(base + shot_url) as denied:
+                        assert denied.status == 401
+                    async with anonymous.get(kiosk_url + shot_url) as elsewhere:
+                        assert elsewhere.status == 404  # never on the kiosks' network
+                # The fleet board in a staff browser shows it.
+                staff = await browser.new_context(viewport={"width": 1280, "height": 900})
+                console = await staff.new_page()
+                await console.goto(f"{base}/login?next=/console/kiosk")
+                await console.fill("#username", "op")
+                await console.fill("#password", "password-123")
+                await console.click("#login")
+                thumbnail = console.locator("tr[data-kiosk='k1'] td.screenshot img")
+                await thumbnail.wait_for()
+                await console.wait_for_function(
+                    "document.querySelector(\"tr[data-kiosk='k1'] td.screenshot img\")"
+                    ".naturalWidth === 320"
+                )
+                await thumbnail.scroll_into_view_if_needed()
+                await console.screenshot(path=str(output_dir / "fleet-board.png"))
+                await staff.close()
                 await page.evaluate("window.kioskApp.stopRendering()")
                 deadline = time.monotonic() + 15
                 while await state() != "stale":

@@ -324,6 +324,17 @@ def test_cap_area_names_districts() -> None:
     assert districts_of_area("  ", known) == frozenset()
     assert districts_of_area("北京市东城区、西城区", known) == {"东城", "西城"}
     assert districts_of_area("CHAOYANG district", known) == {"Chaoyang"}
-    # Names no kiosk district: its own words, so it reaches no kiosk rather than all.
-    assert districts_of_area("海淀区; 丰台区", known) == {"海淀区", "丰台区"}
-    assert not Target(districts=districts_of_area("海淀区", known)).reaches(Placement("G1", "东城"))
+    # A group's district may carry the 区 ending the area leaves out, and the other way.
+    assert districts_of_area("东城、西城", ["东城区", "西城区", "海淀区"]) == {"东城区", "西城区"}
+    assert districts_of_area("Chaoyang", ["Chaoyang District"]) == {"Chaoyang District"}
+    assert districts_of_area("东城区", ["城区"]) == {"城区"}  # the whole name still matches
+    # Names no kiosk district ("全市", the city's name, a place with no kiosk): every kiosk,
+    # because a takeover that reaches no screen is the worse failure in an emergency.
+    for area in ("全市", "北京市", "City-wide", "海淀区; 丰台区"):
+        assert districts_of_area(area, known) == frozenset(), area
+        target = Target(districts=districts_of_area(area, known))
+        assert target.everywhere and target.reaches(Placement("G1", "东城"))
+        assert target.reaches(Placement("G9", ""))  # a group with no district too
+    # Naming districts reaches those only.
+    named = Target(districts=districts_of_area("东城区暴雨", known))
+    assert named.reaches(Placement("G1", "东城")) and not named.reaches(Placement("G2", "西城"))

@@ -182,17 +182,18 @@ async def test_alerts_and_cap_area(ctx: AppContext) -> None:
         ]
     assert first.target["districts"] == ["东城", "西城"]
     assert everywhere.target == {"groups": [], "districts": [], "streets": []}
-    assert elsewhere.target["districts"] == ["海淀区"]
+    # 海淀 has no kiosk: an area naming no kiosk district goes to every kiosk.
+    assert elsewhere.target == {"groups": [], "districts": [], "streets": []}
 
     async def headlines(place: Placement) -> list[str]:
         async with ctx.db.session() as session:
             feed = await service.build_feed(session, place, utcnow(), ZONE)
         return sorted(a["headline"] for a in feed.body["alerts"])
 
-    assert await headlines(Placement("G1", "东城")) == ["地震", "暴雨红色预警"]
-    assert await headlines(Placement("G2", "西城")) == ["地震", "暴雨红色预警"]
-    assert await headlines(Placement("G3", "")) == ["全市演练", "地震"]
+    assert await headlines(Placement("G1", "东城")) == ["地震", "大风", "暴雨红色预警"]
+    assert await headlines(Placement("G2", "西城")) == ["地震", "大风", "暴雨红色预警"]
+    assert await headlines(Placement("G3", "")) == ["全市演练", "地震", "大风"]
 
     async with ctx.db.session() as session:
         await service.cancel_alert(session, first.id)
-    assert await headlines(Placement("G1", "东城")) == ["地震"]
+    assert await headlines(Placement("G1", "东城")) == ["地震", "大风"]

@@ -3,6 +3,7 @@ an item of the meeting-recordings station; a file vod refuses is a ValueError.""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -21,7 +22,7 @@ async def test_a_recording_is_queued_under_the_meeting_station(
     assert app is not None
     when = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
     job_id = await vod.import_recording(app, tv_clip, title="常务会议 weekly", broadcast_at=when)
-    assert tv_clip.is_file()  # copied in: the caller deletes its own file
+    assert await asyncio.to_thread(tv_clip.is_file)  # copied in: the caller deletes its own
     assert (await wait_job(staff, job_id))["state"] == "done"
     items = await (await staff.client.get("/api/vod/items", headers=staff.viewer)).json()
     (item,) = items
