@@ -17,6 +17,7 @@ from aiohttp import web
 
 from core.context import AppContext
 
+from .did import DidTable
 from .features.service import PbxFeatures
 from .media_engine import MediaPool
 from .media_engine.apps import echo_test, milliwatt, prepare_prompts
@@ -24,7 +25,7 @@ from .plan_store import PlanStore
 from .router import ExchangeRouter
 from .rtp_relay import RtpRelay
 from .server import VoipServer
-from .trunk import CarrierTrunk, TrunkTransactions
+from .trunk import CarrierTrunk, InboundRouter, TrunkTransactions
 
 log = structlog.get_logger("voip.pbx")
 
@@ -39,6 +40,8 @@ class Pbx:
         self.relay: RtpRelay | None = None
         self.plan = PlanStore(ctx.db)
         self.features = PbxFeatures(ctx, server)
+        # The trunk's inbound numbers: kept (and editable) with or without a trunk.
+        self.dids = DidTable(ctx.db)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -81,10 +84,34 @@ class Pbx:
         )
         # Extensions' settings, voicemail and ring groups come before the dial plan's router.
         b2bua.router = await self.features.start(self.router, b2bua)
+        try:
+            await self.dids.reload()
+        except Exception:
+            log.exception("pbx.dids_unavailable")  # the next reload retries
+        self._tasks.append(self.ctx.spawn("voip.dids", self.dids.run))
+        if self.trunk is not None:
+            # The carrier's calls: known by its address, routed by the DID table.
+            await self.trunk.resolve()
+            self.server.authenticator.trusted_peers.append(self.trunk.caller_of)
+            b2bua.router = InboundRouter(
+                b2bua.router,
+                self.trunk,
+                self.dids,
+                self.server.accounts,
+                self.server.location,
+                instance=self.server.instance,
+                groups=self.features.groups.get,
+                menus=self.features.ivr.get,
+            )
 
     async def stop(self) -> None:
         if self.server.b2bua is not None:
             self.server.b2bua.router = None
+        if (
+            self.trunk is not None
+            and self.trunk.caller_of in self.server.authenticator.trusted_peers
+        ):
+            self.server.authenticator.trusted_peers.remove(self.trunk.caller_of)
         await self.features.stop(self.server.b2bua)
         if self.trunk is not None:
             await self.trunk.unregister()

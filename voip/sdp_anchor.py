@@ -5,6 +5,11 @@ every SDP that crosses the exchange towards the carrier (and back) gets the
 relay's address in ``o=`` and ``c=`` and the relay's port in the audio ``m=``
 line; the address it named is returned so the relay knows where the far side
 listens until its first packet arrives (then it latches on the source).
+
+RTCP goes to the relay's RTP port + 1 (RFC 3550 §11: no ``a=rtcp`` needed); where
+the sender wants its own RTCP (``a=rtcp``, RFC 3605, or its RTP port + 1) is
+returned beside its RTP address. ``a=rtcp-mux`` passes through: when both ends
+agree on it, RTCP rides on the RTP ports, which the relay forwards anyway.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from voip.sip.sdp import Connection, parse_sdp
 class Anchored:
     body: bytes
     peer: tuple[str, int] | None  # where the describing side receives audio, if it said
+    rtcp_peer: tuple[str, int] | None = None  # and its RTCP (a=rtcp, or the RTP port + 1)
 
 
 def anchor_sdp(body: bytes, host: str, port: int) -> Anchored:
@@ -29,6 +35,7 @@ def anchor_sdp(body: bytes, host: str, port: int) -> Anchored:
     """
     description = parse_sdp(body)
     peer: tuple[str, int] | None = None
+    rtcp_peer: tuple[str, int] | None = None
     relayed = False
     description.origin.address = host
     description.origin.username = "unicomm"
@@ -38,6 +45,7 @@ def anchor_sdp(body: bytes, host: str, port: int) -> Anchored:
         if media.media == "audio" and not relayed and media.port != 0:
             if connection is not None and not connection.is_null:
                 peer = (connection.address.split("/", 1)[0], media.port)
+                rtcp_peer = _rtcp_address(media.get_attribute("rtcp"), peer)
             media.port = port
             relayed = True
         else:
@@ -48,7 +56,16 @@ def anchor_sdp(body: bytes, host: str, port: int) -> Anchored:
         media.attributes = [a for a in media.attributes if a.name not in ("candidate", "rtcp")]
     if description.connection is not None:
         description.connection = Connection(host)
-    return Anchored(bytes(description), peer)
+    return Anchored(bytes(description), peer, rtcp_peer)
+
+
+def _rtcp_address(attribute: str | None, rtp: tuple[str, int]) -> tuple[str, int]:
+    """Where the sender receives RTCP: ``a=rtcp:PORT [IN IP4 ADDRESS]`` or RTP + 1."""
+    parts = (attribute or "").split()
+    if parts and parts[0].isdigit() and 0 < int(parts[0]) < 65536:
+        host = parts[3] if len(parts) >= 4 else rtp[0]
+        return (host, int(parts[0]))
+    return (rtp[0], rtp[1] + 1)
 
 
 def try_anchor(body: bytes, host: str, port: int) -> Anchored | None:

@@ -1,11 +1,23 @@
-"""The carrier SIP trunk: registration with digest auth, and outbound calls through it.
+"""The carrier SIP trunk: registration with digest auth, outbound and inbound calls.
 
-Outbound calls leave through the call core like any fork, with three differences
+Outbound calls leave through the call core like any fork, with four differences
 the :class:`voip.routing.Forward` carries: the From user is the department's caller
 ID, the media is anchored through :mod:`voip.rtp_relay` (the carrier sees the
-relay, never a phone), and the CDR says ``outbound``. The call core builds fresh
-headers for the carrier's leg (Via, Contact, Call-ID of the exchange's own), so no
-phone's Via, Contact or Call-ID reaches the carrier either.
+relay, never a phone), a 401/407 from the carrier is answered with the trunk's
+credentials (:meth:`CarrierTrunk.authorize`: the INVITE again, CSeq + 1), and the
+CDR says ``outbound``. The call core builds fresh headers for the carrier's leg
+(Via, Contact, Call-ID of the exchange's own), so no phone's Via, Contact or
+Call-ID reaches the carrier either.
+
+Inbound calls: the carrier is a trusted peer, known by the address and port of the
+trunk settings (:meth:`CarrierTrunk.caller_of`, the authenticator's hook), never
+by a password; the same INVITE from anywhere else is challenged like a stranger's.
+:class:`InboundRouter` sits in front of the exchange's router and sends the
+carrier's calls by the DID table (:mod:`voip.did`) to an extension (with its
+forwarding and voicemail), a ring group or an IVR menu; an unknown DID is 404.
+Their media is anchored the other way round: the phone sees the relay's inside
+address, the carrier its outside one, at every step (next ring-group member,
+voicemail, the IVR's transfer).
 
 The registration is this module's own client transactions: :class:`TrunkTransactions`
 sits in front of the server's transaction user and takes the responses and
@@ -16,32 +28,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
 from collections.abc import Callable
 
 import structlog
 
-from voip.models import Disposition
-from voip.sip.digest import build_credentials, parse_challenge
+from voip.models import ClassOfService, Disposition
+from voip.sip.digest import (
+    DigestChallenge,
+    DigestCredentials,
+    build_credentials,
+    parse_challenge,
+    parse_credentials,
+)
 from voip.sip.errors import SipParseError
 from voip.sip.headers import Headers
 from voip.sip.ids import new_branch, new_call_id, new_tag
 from voip.sip.message import Request, Response, Via
 from voip.sip.transaction import ClientTransaction, InviteServerTransaction, ServerTransaction
 from voip.sip.transaction_layer import Transaction
-from voip.sip.uri import parse_uri
+from voip.sip.uri import SipUri, parse_uri
 
-from .accounts import Account
+from .accounts import Account, Accounts
 from .dialplan import ToPstn
+from .did import DidKind, DidTable
 from .endpoint import SipEndpoint, TransactionUser
+from .location import Location
 from .plan_store import Policy
-from .routing import Forward, Refusal, Route, pseudo_account
-from .rtp_relay import RtpRelay
+from .routing import CallRouter, Forward, Refusal, Route, pseudo_account
+from .rtp_relay import RelayedCall, RtpRelay
 from .transport.base import Flow
 
 log = structlog.get_logger("voip.trunk")
 
 RETRY_SECONDS = 30.0
 REGISTER_SECONDS = 10.0
+# The account id of a call from the carrier (no extension has it: ids start at 1).
+CARRIER_ACCOUNT_ID = -1
+# What a carrier's caller ID may be to reach our From headers and the CDR.
+_CALLER_ID = re.compile(r"^\+?[0-9A-Za-z*#._-]{1,32}$")
+# INVITEs answered with credentials per call: a carrier refusing them is not asked forever.
+_MAX_AUTHORIZED_CSEQ = 3
 
 
 class TrunkTransactions:
@@ -106,9 +134,45 @@ class CarrierTrunk:
         self.default_caller_id = default_caller_id or username
         self.registered = False
         self.last_status: int | None = None
+        # The carrier's addresses (its host resolved): INVITEs from these, on its port, are
+        # the carrier's own. resolve() fills in the names; an IP is known from the start.
+        self.peer_hosts: set[str] = {host}
         self._call_id = new_call_id()
         self._tag = new_tag()
         self._cseq = 0
+
+    async def resolve(self) -> None:
+        """Learn the addresses of a trunk host given by name (the carrier's own DNS)."""
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.getaddrinfo(self.flow.host, self.flow.port, type=socket.SOCK_DGRAM)
+        except OSError as error:
+            log.warning("trunk.unresolved", host=self.flow.host, error=str(error))
+            return
+        self.peer_hosts |= {str(info[4][0]) for info in found}
+
+    # -- inbound calls --------------------------------------------------------------------
+
+    def caller_of(self, request: Request, flow: Flow) -> Account | None:
+        """The authenticator's trusted-peer hook: the carrier's INVITE, or None.
+
+        Only the trunk's own address and port over UDP count: the carrier's From or
+        domain in a request from anywhere else proves nothing (it is challenged).
+        """
+        if (
+            request.method != "INVITE"
+            or flow.transport != "UDP"
+            or flow.port != self.flow.port
+            or flow.host not in self.peer_hosts
+        ):
+            return None
+        address = request.from_
+        user = address.uri.user if isinstance(address.uri, SipUri) else None
+        number = user if user and _CALLER_ID.match(user) else "anonymous"
+        name = (address.display_name or "").strip()[:64]
+        return Account(
+            CARRIER_ACCOUNT_ID, number, name, None, "", "", True, ClassOfService.INTERNAL
+        )
 
     # -- outbound calls -------------------------------------------------------------------
 
@@ -135,7 +199,45 @@ class CarrierTrunk:
             rewrite_outward=relayed.rewrite_outward,
             rewrite_inward=relayed.rewrite_inward,
             on_call_end=[lambda: self.relay.close(relayed)],
+            authorize=self.authorize,
         )
+
+    def authorize(self, invite: Request, response: Response) -> Request | None:
+        """The carrier challenged our INVITE: the same INVITE with credentials, CSeq + 1.
+
+        None when it refused the credentials already given (a stale nonce excepted).
+        """
+        proxy = response.status == 407
+        challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        answer_header = "Proxy-Authorization" if proxy else "Authorization"
+        challenge = _first_usable(response.headers.get_all(challenge_header))
+        if challenge is None:
+            log.warning("trunk.bad_invite_challenge", status=response.status)
+            return None
+        given = [
+            credentials
+            for value in invite.headers.get_all(answer_header)
+            if (credentials := _credentials(value)) is not None
+            and credentials.realm == challenge.realm
+        ]
+        cseq = invite.cseq.number + 1
+        if (given and not challenge.stale) or cseq > _MAX_AUTHORIZED_CSEQ:
+            log.warning("trunk.invite_refused", status=response.status, realm=challenge.realm)
+            return None
+        credentials = build_credentials(
+            challenge,
+            username=self.username,
+            password=self.password,
+            method="INVITE",
+            uri=str(invite.uri),
+        )
+        headers = invite.headers.copy()
+        headers.set("Via", str(self.endpoint.via(self.flow.transport)))  # a new transaction
+        headers.set("CSeq", f"{cseq} INVITE")
+        headers.remove(answer_header)
+        headers.add(answer_header, str(credentials))
+        log.info("trunk.invite_authorized", status=response.status, realm=challenge.realm)
+        return Request("INVITE", invite.uri, headers, invite.body)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -219,3 +321,134 @@ class CarrierTrunk:
         if self.registered:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.register_once(0), 2.0)
+
+
+def _first_usable(values: list[str]) -> DigestChallenge | None:
+    """The first challenge we can answer (an unknown algorithm's is skipped)."""
+    for value in values:
+        try:
+            challenge = parse_challenge(value)
+            build_credentials(challenge, username="", password="", method="INVITE", uri="sip:x")
+        except SipParseError:
+            continue
+        return challenge
+    return None
+
+
+def _credentials(value: str) -> DigestCredentials | None:
+    try:
+        return parse_credentials(value)
+    except SipParseError:
+        return None
+
+
+class InboundRouter:
+    """The call core's router with the carrier's calls in front: DID -> where it rings.
+
+    Everyone else's calls go to ``inner`` (the features' router) unchanged.
+    """
+
+    def __init__(
+        self,
+        inner: CallRouter,
+        trunk: CarrierTrunk,
+        dids: DidTable,
+        accounts: Accounts,
+        location: Location,
+        *,
+        instance: str,
+        groups: Callable[[str], object | None],
+        menus: Callable[[str], object | None],
+    ) -> None:
+        self.inner = inner
+        self.trunk = trunk
+        self.dids = dids
+        self.accounts = accounts
+        self.location = location
+        self.instance = instance
+        self.groups = groups
+        self.menus = menus
+
+    async def route(self, caller: Account, number: str, request: Request) -> Route:
+        if caller.id != CARRIER_ACCOUNT_ID:
+            return await self.inner.route(caller, number, request)
+        to = request.to.uri
+        entry = self.dids.lookup([number, to.user if isinstance(to, SipUri) else None])
+        if entry is None:
+            log.info("trunk.inbound_unknown", caller=caller.number, number=number)
+            return Refusal(404, Disposition.NOT_FOUND, "Not Found (no such number)")
+        log.info(
+            "trunk.inbound",
+            caller=caller.number,
+            did=entry.did,
+            kind=entry.kind.value,
+            target=entry.target,
+        )
+        route = await self._target(caller, entry.kind, entry.target, request)
+        if not isinstance(route, Forward):
+            return route if isinstance(route, Refusal) else _unreachable(404)
+        if not route.targets:
+            return _unreachable(480)
+        relayed = await self.trunk.relay.open()
+        relay = self.trunk.relay
+        route.on_call_end.append(lambda: relay.close(relayed))
+        return _anchored(route, relayed)
+
+    async def _target(self, caller: Account, kind: DidKind, target: str, request: Request) -> Route:
+        if kind is DidKind.RING_GROUP and self.groups(target) is None:
+            return _unreachable(404)
+        if kind is DidKind.IVR and self.menus(target) is None:
+            return _unreachable(404)
+        if kind is not DidKind.EXTENSION:
+            return await self.inner.route(caller, target, request)
+        callee = await self.accounts.get(target)
+        if callee is None or not callee.enabled:
+            return _unreachable(404)
+        # The extension's own settings (DND, forwarding, voicemail) apply as to any caller.
+        route = await self.inner.route(caller, target, request)
+        if route is not None:
+            return route
+        contacts = await self.location.lookup(callee.number)
+        targets = [(c.uri, flow) for c in contacts if (flow := c.flow(self.instance))]
+        return Forward(callee=callee, targets=targets) if targets else _unreachable(480)
+
+
+def _unreachable(status: int) -> Refusal:
+    if status == 480:
+        return Refusal(480, Disposition.UNAVAILABLE)
+    return Refusal(404, Disposition.NOT_FOUND, "Not Found (the number leads nowhere)")
+
+
+def _then(
+    first: Callable[[bytes], bytes] | None, second: Callable[[bytes], bytes] | None
+) -> Callable[[bytes], bytes] | None:
+    if first is None or second is None:
+        return first or second
+
+    def both(body: bytes) -> bytes:
+        return second(first(body))
+
+    return both
+
+
+def _anchored(route: Route, relayed: RelayedCall) -> Route:
+    """A route of a carrier's call with its media through ``relayed``, next steps included.
+
+    Towards the targets (phones, workers) the carrier's SDP names the relay's inside;
+    back to the carrier theirs names its outside. A route anchored already (forwarded
+    out through the trunk again) keeps its own relay behind ours.
+    """
+    if not isinstance(route, Forward):
+        return route
+    route.rewrite_outward = _then(relayed.rewrite_inward, route.rewrite_outward)
+    route.rewrite_inward = _then(route.rewrite_inward, relayed.rewrite_outward)
+    if route.direction == "internal":
+        route.direction = "inbound"
+    ask = route.next_step
+    if ask is not None:
+
+        async def next_step(status: int) -> Route:
+            return _anchored(await ask(status), relayed)
+
+        route.next_step = next_step
+    return route

@@ -1,7 +1,8 @@
 """The carrier trunk against a SIPp carrier on its own loopback address (127.0.0.2).
 
 Phones live on 127.0.0.3 and the exchange on 127.0.0.1, so anything of the phones'
-(address, Contact, SDP) that reached the carrier would show.
+(address, Contact, SDP) that reached the carrier would show. Calls from the carrier
+(DIDs) are in test_trunk_inbound.py.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 from support.phones import RECORDER_FINALISE_SECONDS, Phone
-from support.sipp import Sipp, SippResult, sipp_binary
+from support.sipp import Sipp, SippResult, run_sipp, sipp_binary
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
 from core.models import Department
 from media.audio import dominant_frequency, write_tone_wav
 from voip import PBX
 from voip.models import CallRecord, ClassOfService, DepartmentPolicy, Disposition, Extension
+from voip.sip.digest import compute_ha1, compute_response, parse_credentials
 
 CARRIER = "127.0.0.2"
 PHONES = "127.0.0.3"
@@ -27,10 +29,11 @@ CALLER_ID = "01088880000"
 LONG_DISTANCE = "002112345678"  # 0 for an outside line, then a Shanghai number
 
 
-@pytest.fixture
-async def carrier(tmp_path: Path) -> AsyncIterator[Sipp]:
+@pytest.fixture(params=["carrier"])
+async def carrier(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Sipp]:
+    """The SIPp carrier: ``carrier`` answers INVITEs at once, ``carrier_auth`` with 407."""
     sipp = Sipp(
-        "carrier",
+        request.param,
         users=[("trunkuser", "trunk-pw-1")],
         calls=10,
         work_dir=tmp_path / "carrier",
@@ -152,3 +155,140 @@ async def test_class_of_service_and_a_hidden_topology_on_the_trunk(
         ("1002", "outbound", Disposition.ANSWERED, 200),
     ]
     assert rows[1].callee == "02112345678"
+
+
+def digest_is_right(invite: str, user: str, password: str, realm: str) -> bool:
+    """The INVITE's Proxy-Authorization answers its challenge for ``user``/``password``."""
+    line = next(li for li in invite.splitlines() if li.startswith("Proxy-Authorization:"))
+    credentials = parse_credentials(line.split(":", 1)[1].strip())
+    ha1 = compute_ha1(user, realm, password, credentials.algorithm)
+    expected = compute_response(
+        ha1,
+        algorithm=credentials.algorithm,
+        method="INVITE",
+        uri=credentials.uri,
+        nonce=credentials.nonce,
+        qop=credentials.qop,
+        nc=credentials.nc,
+        cnonce=credentials.cnonce,
+    )
+    request_uri = invite.split(" ", 2)[1]
+    return (
+        credentials.username == user
+        and credentials.realm == realm
+        and credentials.uri == request_uri
+        and credentials.response == expected
+    )
+
+
+def private_addresses(result: SippResult) -> str:
+    """Every message the carrier received, to look for the phones' address in."""
+    return "\n".join(result.received_messages)
+
+
+@pytest.mark.parametrize("carrier", ["carrier_auth"], indirect=True)
+async def test_a_carrier_that_challenges_invites_gets_the_trunk_credentials(
+    unicomm: Unicomm, carrier: Sipp, tmp_path: Path
+) -> None:
+    port = unicomm.sip_port
+    tone = write_tone_wav(tmp_path / "tone.wav", 440.0, 4.0)
+    heard = tmp_path / "heard.wav"
+    async with Phone.start("bob", log_dir=tmp_path, host=PHONES) as bob:
+        await bob.register("127.0.0.1", port, "1002", PASSWORD)
+        call = await bob.call(f"sip:{LONG_DISTANCE}@127.0.0.1:{port}")
+        await call.wait_state("CONFIRMED")
+        await call.wait_media()
+        await call.record(heard)
+        await call.play(tone)  # echoed by the carrier through the relay
+        await asyncio.sleep(1.5)
+        await call.stop_record()
+        await call.hangup()
+        await call.wait_state("DISCONNECTED")
+        await asyncio.sleep(RECORDER_FINALISE_SECONDS)
+    assert abs(dominant_frequency(heard, skip_seconds=0.3) - 440) < 15
+    result = await carrier_saw(carrier)
+    invites = [m for m in result.received_messages if m.startswith("INVITE")]
+    assert len(invites) == 2, result.describe()
+    first, second = invites
+    assert "Proxy-Authorization" not in first
+    assert digest_is_right(second, "trunkuser", "trunk-pw-1", "carrier.example")
+    call_ids = [m.split("Call-ID:", 1)[1].split("\n", 1)[0].strip() for m in invites]
+    assert call_ids[0] == call_ids[1]  # the same call, asked again (RFC 3261 §22.2)
+    assert "CSeq: 1 INVITE" in first and "CSeq: 2 INVITE" in second
+    for invite in invites:
+        assert f"sip:{CALLER_ID}@" in invite.split("From:", 1)[1].split("\n", 1)[0]
+    acks = [m for m in result.received_messages if m.startswith("ACK")]
+    assert any("CSeq: 2 ACK" in ack for ack in acks), result.describe()  # the 2xx's ACK
+    assert PHONES not in private_addresses(result)
+    await unicomm.voip.cdr.flush()
+    async with unicomm.ctx.db.session() as session:
+        rows = (await session.scalars(select(CallRecord))).all()
+    assert [(r.direction, r.disposition, r.sip_status) for r in rows] == [
+        ("outbound", Disposition.ANSWERED, 200)
+    ]
+
+
+@pytest.mark.parametrize("carrier", ["carrier_auth"], indirect=True)
+async def test_credentials_the_carrier_refuses_end_in_503_not_a_challenge(
+    tmp_path: Path, carrier: Sipp
+) -> None:
+    server = await start_unicomm(
+        tmp_path / "server",
+        extensions=("1001",),
+        voip_trunk_host=CARRIER,
+        voip_trunk_port=carrier.port,
+        voip_trunk_domain="carrier.example",
+        voip_trunk_username="intruder",  # the carrier knows trunkuser only
+        voip_trunk_password="not-the-password",
+        voip_trunk_register=False,
+    )
+    try:
+        await server.voip.accounts.reload()
+        async with server.ctx.db.session() as session:
+            await session.execute(
+                update(Extension)
+                .where(Extension.number == "1001")
+                .values(class_of_service=ClassOfService.NATIONAL)
+            )
+        await server.voip.accounts.reload()
+        result = await run_sipp(
+            "uac_expect_status",
+            f"127.0.0.1:{server.sip_port}",
+            users=[("1001", PASSWORD)],
+            service=LONG_DISTANCE,
+            extra_args=["-i", PHONES, "-mi", PHONES],
+            timeout=20,
+        )
+        assert result.final_statuses == [503], result.describe()
+        seen = await carrier_saw(carrier)
+        assert len([m for m in seen.received_messages if m.startswith("INVITE")]) == 2
+    finally:
+        await server.stop()
+
+
+async def test_a_late_offer_answer_in_the_ack_names_the_relay(
+    unicomm: Unicomm, carrier: Sipp, tmp_path: Path
+) -> None:
+    """The phone's INVITE has no SDP: its answer comes in the ACK and is anchored too."""
+    result = await run_sipp(
+        "uac_late_offer",
+        f"127.0.0.1:{unicomm.sip_port}",
+        users=[("1002", PASSWORD)],
+        service=LONG_DISTANCE,
+        duration_ms=500,
+        extra_args=["-i", PHONES, "-mi", PHONES],
+        work_dir=tmp_path / "phone",
+        timeout=20,
+    )
+    assert result.ok, result.describe()
+    phone_ack = [m for m in result.sent_messages if m.startswith("ACK")][-1]
+    assert f"c=IN IP4 {PHONES}" in phone_ack  # the phone did name its own address
+    seen = await carrier_saw(carrier)
+    invite = next(m for m in seen.received_messages if m.startswith("INVITE"))
+    assert "m=audio" not in invite  # no offer: the carrier makes one in its 200
+    acks = [m for m in seen.received_messages if m.startswith("ACK")]
+    assert len(acks) == 1, seen.describe()
+    ack = acks[0]
+    assert "Content-Type: application/sdp" in ack
+    assert "c=IN IP4 127.0.0.1" in ack and "m=audio " in ack  # the relay's outside
+    assert PHONES not in private_addresses(seen)
