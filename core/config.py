@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     voip_media_rtp_port: int = Field(
         0, ge=0, le=65535, description="First RTP port of the media workers; 0: any free block."
     )
+    voip_moh_file: str = Field(
+        "", description="Music on hold (any format ffmpeg reads); empty: the built-in tune."
+    )
+    voip_recording_days: int = Field(
+        90, ge=1, le=3650, description="Days call recordings are kept before they are deleted."
+    )
     voip_trunk_host: str = Field("", description="Carrier SIP trunk host; empty: no trunk.")
     voip_trunk_port: int = Field(5060, ge=1, le=65535, description="Carrier SIP trunk UDP port.")
     voip_trunk_domain: str = Field("", description="Carrier SIP domain; empty: voip_trunk_host.")

@@ -1,10 +1,10 @@
-"""Tables of the PBX features: per-extension call settings, voicemail, ring groups, IVR."""
+"""Tables of the PBX features: call settings, voicemail, call recordings, ring groups, IVR."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
@@ -26,6 +26,29 @@ class CallFeatureRow(Base):
     voicemail: Mapped[bool] = mapped_column(Boolean, default=True)
     voicemail_pin_hash: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(2), default="zh")
+    pickup_group: Mapped[str] = mapped_column(String(32), default="")
+    record_calls: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CallRecordingRow(Base):
+    """A recorded call, listed under the extension whose setting recorded it.
+
+    When both parties record, the two rows share one file (``path``), removed with
+    them by the retention sweep.
+    """
+
+    __tablename__ = "voip_call_recordings"
+    __table_args__ = (Index("ix_voip_call_recordings_owner_started", "extension", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    extension: Mapped[str] = mapped_column(String(16))
+    peer: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(8), doc="outgoing or incoming")
+    call_id: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    path: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class VoicemailRow(Base):

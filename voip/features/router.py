@@ -36,6 +36,8 @@ from .forwarding import (
     first_step,
 )
 from .ivr import IvrMenu, IvrMenus
+from .pickup import CallPickup
+from .recording import CallRecordings
 from .ringgroups import RingGroups
 from .settings import CallFeatures, FeatureStore
 from .voicemail import VoicemailService
@@ -77,6 +79,8 @@ class FeatureRouter:
         *,
         instance: str,
         ivr: IvrMenus | None = None,
+        pickup: CallPickup | None = None,
+        recordings: CallRecordings | None = None,
     ) -> None:
         self.inner = inner
         self.store = store
@@ -86,11 +90,20 @@ class FeatureRouter:
         self.voicemail = voicemail
         self.groups = groups
         self.ivr = ivr
+        self.pickup = pickup
+        self.recordings = recordings
         self.instance = instance
         # What the "announce" application says (prompt, to whom), by the caller's Call-ID.
         self.announcements: dict[str, tuple[str, str]] = {}
 
     async def route(self, caller: Account, number: str, request: Request) -> Route:
+        routed = await self._route(caller, number, request)
+        if self.recordings is not None:
+            # A recorded extension's call: its media through the relay, which records it.
+            routed = await self.recordings.anchor_route(caller, routed, request.call_id)
+        return routed
+
+    async def _route(self, caller: Account, number: str, request: Request) -> Route:
         policy = self.store.policy(caller.department_id)
         cos = effective_cos(caller.class_of_service, policy.class_of_service if policy else None)
         decision = self.store.plan.decide(number, cos)
@@ -109,6 +122,9 @@ class FeatureRouter:
         if callee is None or not callee.enabled:
             return None  # the call core answers 404
         if not self._settings(callee.number).changes_routing:
+            if self.recordings is not None and self.recordings.wants(caller, callee):
+                targets = await self.targets(callee.number)
+                return Forward(callee=callee, targets=targets) if targets else None
             return None  # rings like any extension: the call core's own way
         return await self.to_extension(callee, _Chain(caller, request, {callee.number}))
 
@@ -186,6 +202,8 @@ class FeatureRouter:
 
     async def _feature_code(self, caller: Account, decision: ToFeature, request: Request) -> Route:
         action = decision.action
+        if action is FeatureAction.PICKUP and self.pickup is not None:
+            return self.pickup.route(caller, decision.argument, request)
         if action is FeatureAction.VOICEMAIL:
             return self._media(caller, MAILBOX_APP, request, mailbox=caller.number)
         if action is FeatureAction.FORWARD_ON:

@@ -20,13 +20,17 @@ from voip.sip.transaction import ServerTransaction
 from ..b2bua import B2bua, Call
 from ..media_engine import MediaApp, MediaSession
 from ..router import ExchangeRouter
+from ..rtp_relay import RtpRelay
 from ..server import VoipServer
 from ..transport.base import Flow
 from .activity import Activity
 from .blf import BusyLamps
+from .hold import MOH_APP, MusicOnHold, prepare_music
 from .ivr import IvrMenus
 from .mwi import MwiNotifier, MwiSubscriptions
+from .pickup import CallPickup
 from .prompts import Prompts
+from .recording import CallRecordings
 from .ringgroups import RingGroups
 from .router import ANNOUNCE_APP, IVR_APP, MAILBOX_APP, VOICEMAIL_APP, FeatureRouter
 from .settings import FeatureStore
@@ -50,6 +54,17 @@ class PbxFeatures:
         self.voicemail = VoicemailService(
             ctx.db, settings.path("voicemail"), self.prompts, self.store, None
         )
+        self.pickup = CallPickup(self.store)
+        self.hold = MusicOnHold()
+        self.recordings = CallRecordings(
+            ctx.db,
+            self.store,
+            server.accounts,
+            settings.path("recordings"),
+            retention_days=settings.voip_recording_days,
+            media_host=settings.voip_media_host,
+        )
+        self._own_relay: RtpRelay | None = None
         self.router: FeatureRouter | None = None
         self.lamps: BusyLamps | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -60,6 +75,7 @@ class PbxFeatures:
             MAILBOX_APP.app: self.voicemail.mailbox_menu,
             ANNOUNCE_APP.app: self.announce,
             IVR_APP.app: self.ivr.run,
+            MOH_APP: self.hold.play,
         }
 
     async def start(self, inner: ExchangeRouter, b2bua: B2bua) -> FeatureRouter:
@@ -103,6 +119,26 @@ class PbxFeatures:
         self._tasks.append(self.ctx.spawn("voip.ringgroups", self.groups.run))
         self._tasks.append(self.ctx.spawn("voip.ivr", self.ivr.run_reloads))
         self._tasks.append(self.ctx.spawn("voip.prompts", self.prompts.prepare))
+        if inner.pool is not None:
+            settings = self.ctx.settings
+            try:
+                self.hold.music = await prepare_music(
+                    settings.path("media", "prompts"), settings.voip_moh_file
+                )
+            except Exception:
+                log.exception("moh.unavailable")  # hold is relayed without music
+        self.hold.bind(b2bua, inner.pool)
+        # Recorded calls go through an RTP relay: the trunk's when there is one.
+        trunk_relay = getattr(inner.trunk, "relay", None)
+        if isinstance(trunk_relay, RtpRelay):
+            self.recordings.relay = trunk_relay
+        else:
+            host = self.server.advertised_host
+            self._own_relay = RtpRelay(
+                inside_host=host, outside_host=host, registry=self.ctx.metrics
+            )
+            self.recordings.relay = self._own_relay
+        self._tasks.append(self.ctx.spawn("voip.recordings", self.recordings.run_sweeps))
         self.router = FeatureRouter(
             inner,
             inner.store,
@@ -113,6 +149,8 @@ class PbxFeatures:
             self.groups,
             instance=self.server.instance,
             ivr=self.ivr,
+            pickup=self.pickup,
+            recordings=self.recordings,
         )
         b2bua.watchers.append(self.watch)
         return self.router
@@ -121,6 +159,11 @@ class PbxFeatures:
         self.server.subscriptions = None
         if b2bua is not None and self.watch in b2bua.watchers:
             b2bua.watchers.remove(self.watch)
+        self.hold.unbind()
+        self.recordings.stop()
+        await self.recordings.drain()
+        if self._own_relay is not None:
+            self._own_relay.close_all()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,6 +172,9 @@ class PbxFeatures:
         self.activity.changed(call.id, call.state, (call.caller.number, call.callee.number))
         if self.lamps is not None:
             self.lamps.watch(call)
+        self.pickup.watch(call)
+        self.hold.watch(call)
+        self.recordings.watch(call)
 
     async def announce(self, session: MediaSession) -> None:
         """A feature code's spoken confirmation, then goodbye."""

@@ -1,4 +1,4 @@
-"""Per-extension call settings (DND, forwarding, voicemail) in memory, from the database.
+"""Per-extension call settings (DND, forwarding, voicemail, pickup, recording) from the database.
 
 The call path reads a snapshot (no query per call), reloaded every few seconds so a
 change made on another node applies within ``refresh``; a change made here applies
@@ -40,6 +40,10 @@ class CallFeatures:
     voicemail: bool = True
     voicemail_pin_hash: str = ""
     language: str = "zh"
+    # Whose ringing calls ``*8`` may answer: this name, or the department when empty.
+    pickup_group: str = ""
+    # Every call of the extension is recorded (see voip.features.recording).
+    record_calls: bool = False
 
     @property
     def changes_routing(self) -> bool:
