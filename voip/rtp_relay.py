@@ -39,6 +39,7 @@ Address = tuple[str, int]
 class PacketSink(Protocol):
     def packet(self, direction: int, data: bytes) -> None: ...
 
+
 _ORIGIN = re.compile(rb"^o=unicomm \S+ \S+ ", re.MULTILINE)
 _PAIR_ATTEMPTS = 64
 
@@ -53,6 +54,7 @@ class _Socket(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.peer: Address | None = None  # from the SDP, then the latched source
         self.described: Address | None = None  # what the last SDP of this side named
+        self.previous: Address | None = None  # the peer before the last re-pointing
         self.latched = False
         self.received = 0
 
@@ -61,6 +63,8 @@ class _Socket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.received += 1
+        if addr == self.previous:
+            return  # the peer this side had before a transfer: its last packets go nowhere
         if not self.latched and (self.peer is None or self.peer[0] == addr[0]):
             # The first packet from the expected host fixes where the peer really is.
             self.peer = addr
@@ -73,6 +77,8 @@ class _Socket(asyncio.DatagramProtocol):
         """The side's SDP named ``peer``: a new address is the new peer, latched afresh."""
         if peer is None or peer == self.described:
             return  # on hold (c=0.0.0.0), or the same as before: keep the latch
+        if self.peer is not None and self.peer != peer:
+            self.previous = self.peer
         self.described = peer
         self.peer = peer
         self.latched = False
