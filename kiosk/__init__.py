@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
@@ -18,6 +19,7 @@ from core.context import AppContext
 from core.web import CONSOLE, CTX, I18N, errors_middleware
 from kiosk import api, service
 from kiosk.cli import add_cli
+from kiosk.feeds import FeedCache, FeedChanged
 from kiosk.live import KioskPush, LiveHub
 from kiosk.messages import MESSAGES
 
@@ -26,6 +28,7 @@ log = structlog.get_logger("kiosk")
 # Also the order of the console's navigation.
 SETUP_ORDER = 60
 PORTAL_REFRESH_SECONDS = 3600
+FEEDS = web.AppKey("kiosk_feeds", FeedCache)
 
 
 # News clips are served on the kiosks' own routes: kiosks on the public network reach
@@ -62,16 +65,19 @@ def setup(app: web.Application) -> None:
     app[CONSOLE].add_templates("kiosk", Path(__file__).parent / "templates")
     hub = LiveHub(ctx.bus)
     app[api.HUB] = hub
+    feeds = FeedCache(ctx, ZoneInfo(ctx.settings.kiosk_timezone))
+    app[FEEDS] = feeds
     news = _news_url(app)
-    api.mount(app, hub)
-    api.mount_kiosk_routes(app.router, ctx, hub, news)
+    api.mount(app, hub, feeds)
+    api.mount_kiosk_routes(app.router, ctx, hub, feeds, news)
     _mount_news_media(app, app.router)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await hub.start()
-        await _subscribe_to_sms_alerts(ctx, hub)
-        ctx.spawn("kiosk.portal", lambda: _refresh_portal_pages(ctx))
-        listener = await _start_kiosk_listener(app, hub, news)
+        await feeds.start()
+        await _subscribe_to_sms_alerts(ctx, hub, feeds)
+        ctx.spawn("kiosk.portal", lambda: _refresh_portal_pages(ctx, feeds))
+        listener = await _start_kiosk_listener(app, hub, feeds, news)
         yield
         if listener is not None:
             await listener.cleanup()
@@ -80,14 +86,14 @@ def setup(app: web.Application) -> None:
 
 
 async def _start_kiosk_listener(
-    app: web.Application, hub: LiveHub, news: Callable[[str], str | None]
+    app: web.Application, hub: LiveHub, feeds: FeedCache, news: Callable[[str], str | None]
 ) -> web.AppRunner | None:
     """The public network's listener: the kiosk's own routes and nothing else."""
     ctx = app[CTX]
     if not ctx.settings.kiosk_http_port:
         return None
     kiosk_app = web.Application(middlewares=[errors_middleware], client_max_size=512 * 1024)
-    api.mount_kiosk_routes(kiosk_app.router, ctx, hub, news)
+    api.mount_kiosk_routes(kiosk_app.router, ctx, hub, feeds, news)
     _mount_news_media(app, kiosk_app.router)
     runner = web.AppRunner(kiosk_app, access_log=None)
     await runner.setup()
@@ -100,7 +106,7 @@ async def _start_kiosk_listener(
     return runner
 
 
-async def _subscribe_to_sms_alerts(ctx: AppContext, hub: LiveHub) -> None:
+async def _subscribe_to_sms_alerts(ctx: AppContext, hub: LiveHub, feeds: FeedCache) -> None:
     try:
         # sms/events.py is sms's published event module ("kiosks ... subscribe").
         from sms import AlertPublished
@@ -117,19 +123,21 @@ async def _subscribe_to_sms_alerts(ctx: AppContext, hub: LiveHub) -> None:
         if event.area and not alert.target.get("districts"):
             # Named no kiosk district: it went to every kiosk; say so for the operators.
             log.warning("kiosk.cap_area_everywhere", area=event.area, identifier=event.identifier)
-        # Every node hears the sms event, so each pushes to its own kiosks directly.
+        # Every node hears the sms event, so each clears its own feeds and pushes to its
+        # own kiosks directly.
+        feeds.invalidate()
         await hub.deliver(api.alert_push(alert))
 
     await ctx.bus.subscribe(AlertPublished, on_alert)
 
 
-async def _refresh_portal_pages(ctx: AppContext) -> None:
+async def _refresh_portal_pages(ctx: AppContext, feeds: FeedCache) -> None:
     while True:
         async with ctx.db.session() as session:
             ids = [i.id for i in await service.list_items(session) if i.kind == "portal"]
         for item_id in ids:
-            await api.refresh_portal(ctx, item_id)
+            await api.refresh_portal(ctx, feeds, item_id)
         await asyncio.sleep(PORTAL_REFRESH_SECONDS)
 
 
-__all__ = ["SETUP_ORDER", "KioskPush", "add_cli", "setup"]
+__all__ = ["FEEDS", "SETUP_ORDER", "FeedChanged", "KioskPush", "add_cli", "setup"]

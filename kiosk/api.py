@@ -28,6 +28,7 @@ from core.models import DeviceKind, Role
 from core.npm import add_npm_route
 from core.web import API, CONSOLE, CTX, client_address
 from kiosk import rules, service
+from kiosk.feeds import FeedCache
 from kiosk.live import Connection, KioskPush, LiveHub
 from kiosk.models import Alert, ContentItem, Kiosk
 from kiosk.rules import ContentKind, Placement
@@ -262,12 +263,16 @@ def _zone(ctx: AppContext) -> ZoneInfo:
     return ZoneInfo(ctx.settings.kiosk_timezone)
 
 
-def _feed_response(request: web.Request, feed: rules.Feed) -> web.StreamResponse:
+def _feed_response(
+    request: web.Request, feed: rules.Feed, extra: Mapping[str, Any] | None = None
+) -> web.StreamResponse:
+    """304 when the reader has this version; else the feed (the cached body is never changed)."""
     headers = {"ETag": feed.etag, "Cache-Control": "no-cache"}
     if rules.etag_matches(request.headers.get("If-None-Match"), feed.etag):
         return web.Response(status=304, headers=headers)
+    body = {**feed.body, **extra} if extra else feed.body
     return web.json_response(
-        feed.body, headers=headers, dumps=lambda v: json.dumps(v, ensure_ascii=False)
+        body, headers=headers, dumps=lambda v: json.dumps(v, ensure_ascii=False)
     )
 
 
@@ -323,7 +328,9 @@ async def _json_body(request: web.Request, model: type[Any]) -> Any:
         ) from None
 
 
-def mount_kiosk_routes(router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub, news: Any) -> None:
+def mount_kiosk_routes(
+    router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub, feeds: FeedCache, news: Any
+) -> None:
     def static(name: str, content_type: str, extra: Mapping[str, str] | None = None) -> Any:
         headers = {"Content-Type": content_type, "Cache-Control": "no-cache", **(extra or {})}
 
@@ -391,14 +398,14 @@ def mount_kiosk_routes(router: web.UrlDispatcher, ctx: AppContext, hub: LiveHub,
         kiosk = await device_kiosk(ctx, request)
         async with ctx.db.session() as session:
             place = await service.placement_of(session, kiosk)
-            built = await service.build_feed(session, place, utcnow(), _zone(ctx))
-        built.body["kiosk"] = {
+        built = await feeds.get(place)
+        about = {
             "id": kiosk.id,
             "name": kiosk.name,
             "group": place.group,
             "heartbeat_seconds": ctx.settings.kiosk_heartbeat_seconds,
         }
-        return _feed_response(request, built)
+        return _feed_response(request, built, {"kiosk": about})
 
     router.add_get("/kiosk/api/feed", feed)
 
@@ -513,7 +520,7 @@ CSP = (
 # ---------------------------------------------------------------- operators' API
 
 
-def mount(app: web.Application, hub: LiveHub) -> None:
+def mount(app: web.Application, hub: LiveHub, feeds: FeedCache) -> None:
     ctx = app[CTX]
     api = app[API]
     router = app.router
@@ -546,7 +553,9 @@ def mount(app: web.Application, hub: LiveHub) -> None:
             await audit(
                 session, identity.subject, "kiosk.group.add", group.code, client_address(request)
             )
-            return GroupOut.model_validate(group, from_attributes=True)
+            out = GroupOut.model_validate(group, from_attributes=True)
+        await feeds.changed("group")
+        return out
 
     api.add(
         router,
@@ -594,7 +603,8 @@ def mount(app: web.Application, hub: LiveHub) -> None:
             )
             out = ItemOut.model_validate(item, from_attributes=True)
         if body.kind is ContentKind.PORTAL:
-            ctx.spawn(f"kiosk.portal.{item.id}", lambda: refresh_portal(ctx, item.id))
+            ctx.spawn(f"kiosk.portal.{item.id}", lambda: refresh_portal(ctx, feeds, item.id))
+        await feeds.changed("item")
         await hub.publish(KioskPush(kind="content"))
         return out
 
@@ -621,6 +631,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 session, identity.subject, "kiosk.item.edit", str(item.id), client_address(request)
             )
             out = ItemOut.model_validate(item, from_attributes=True)
+        await feeds.changed("content")
         await hub.publish(KioskPush(kind="content"))
         return out
 
@@ -649,6 +660,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 str(_id(request)),
                 client_address(request),
             )
+        await feeds.changed("content")
         await hub.publish(KioskPush(kind="content"))
         return web.Response(status=204)
 
@@ -748,6 +760,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 client_address(request),
             )
             out = PlaylistOut.model_validate(playlist, from_attributes=True)
+        await feeds.changed("content")
         await hub.publish(KioskPush(kind="content"))
         return out
 
@@ -782,6 +795,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 client_address(request),
             )
             out = PlaylistOut.model_validate(playlist, from_attributes=True)
+        await feeds.changed("content")
         await hub.publish(KioskPush(kind="content"))
         return out
 
@@ -810,6 +824,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 str(_id(request)),
                 client_address(request),
             )
+        await feeds.changed("content")
         await hub.publish(KioskPush(kind="content"))
         return web.Response(status=204)
 
@@ -978,6 +993,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 headline=alert.headline,
             )
         # Committed first: a kiosk that reloads on the push finds it in its feed.
+        await feeds.changed("alert")
         await hub.publish(alert_push(alert))
         return AlertOut.model_validate(alert, from_attributes=True)
 
@@ -1007,6 +1023,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 str(alert.id),
                 client_address(request),
             )
+        await feeds.changed("alert")
         await hub.publish(alert_push(alert))
         return AlertOut.model_validate(alert, from_attributes=True)
 
@@ -1030,8 +1047,7 @@ def mount(app: web.Application, hub: LiveHub) -> None:
                 except service.KioskError as exc:
                     raise _refusal(exc) from None
                 place = Placement(group.code, group.district, group.street)
-            built = await service.build_feed(session, place, utcnow(), _zone(ctx))
-        return _feed_response(request, built)
+        return _feed_response(request, await feeds.get(place))
 
     api.add(
         router,
@@ -1142,7 +1158,7 @@ def _screenshot_url(kiosk: Kiosk) -> str | None:
 PORTAL_MAX_BYTES = 2 * 1024 * 1024
 
 
-async def refresh_portal(ctx: AppContext, item_id: int) -> bool:
+async def refresh_portal(ctx: AppContext, feeds: FeedCache, item_id: int) -> bool:
     """Fetch a portal page and cache its text; a failure keeps the last good copy."""
     async with ctx.db.session() as session:
         item = await session.get(ContentItem, item_id)
@@ -1165,6 +1181,7 @@ async def refresh_portal(ctx: AppContext, item_id: int) -> bool:
         if item is None:
             return False
         service.cache_portal_page(item, page, utcnow())
+    await feeds.changed("portal")
     return True
 
 

@@ -353,6 +353,9 @@ def item_intervals(
 class Feed:
     body: dict[str, Any]
     etag: str
+    # Until when the same inputs give the same feed: the next hour (it is planned from the
+    # hour) or the moment an alert in it expires, whichever comes first.
+    valid_until: dt.datetime
 
 
 def build_feed(
@@ -407,7 +410,8 @@ def build_feed(
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     etag = '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
     body["version"] = etag.strip('"')
-    return Feed(body, etag)
+    expiries = [a.expires for a in alerts if a.expires is not None and a.expires > now]
+    return Feed(body, etag, min([start + dt.timedelta(hours=1), *expiries]))
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

@@ -133,6 +133,94 @@ async def test_pairing_feed_etag_and_targeting(app_context: AppContext, client: 
     assert "/api/kiosk/feed" in documented and "/api/kiosk/media" in documented
 
 
+def _builds(ctx: AppContext) -> float:
+    return ctx.metrics.get_sample_value("unicomm_kiosk_feed_builds_total") or 0.0
+
+
+async def test_feed_is_cached_per_group_and_changes_invalidate_it(
+    app_context: AppContext, client: TestClient
+) -> None:
+    csrf = await operator(app_context, client)
+    ids = await _setup_content(client, csrf)
+    token = {"Authorization": f"Bearer {(await pair(client, csrf, 'k1', 'G1'))['token']}"}
+    other = {"Authorization": f"Bearer {(await pair(client, csrf, 'k2', 'G1'))['token']}"}
+    names = {token["Authorization"]: "k1", other["Authorization"]: "k2"}
+
+    async def etag(headers: dict[str, str], known: str = "", status: int = 200) -> str:
+        if known:
+            headers = {**headers, "If-None-Match": known}
+        response = await client.get("/kiosk/api/feed", headers=headers)
+        assert response.status == status, await response.text()
+        if status == 200:
+            body = await response.json()
+            assert body["version"] == response.headers["ETag"].strip('"')
+            # The cached body is shared; each kiosk still reads its own name in it.
+            assert body["kiosk"]["name"] == names[headers["Authorization"]]
+        return response.headers["ETag"]
+
+    first = await etag(token)
+    built = _builds(app_context)
+    # Unchanged: 304 for this kiosk, the same feed for another of its group, and the
+    # portal's view of the group, all without reading the content again.
+    assert await etag(token, first, 304) == first
+    assert await etag(other) == first
+    assert await etag(other, first, 304) == first
+    portal = await client.get("/api/kiosk/feed?group=G1", headers={"If-None-Match": first})
+    assert portal.status == 304
+    assert _builds(app_context) == built
+    hits = app_context.metrics.get_sample_value(
+        "unicomm_kiosk_feed_lookups_total", {"result": "hit"}
+    )
+    assert hits is not None and hits >= 4
+
+    # Each kind of change gives a new version at once (one build serves both kiosks).
+    versions = [first]
+    changes = [
+        (
+            "PUT",
+            f"/api/kiosk/items/{ids['notice']}",
+            {
+                "kind": "notice",
+                "category": "notices",
+                "title_zh": "停水通知（更新）",
+            },
+        ),
+        ("POST", "/api/kiosk/playlists", {"name": "more", "item_ids": [ids["g2only"]]}),
+        ("POST", "/api/kiosk/alerts", {"headline": "演练"}),
+        ("DELETE", f"/api/kiosk/items/{ids['guide']}", None),
+    ]
+    for method, path, body in changes:
+        done = await client.request(method, path, json=body, headers=csrf)
+        assert done.status < 300, await done.text()
+        new = await etag(token, versions[-1])
+        assert new not in versions, path
+        assert await etag(other, new, 304) == new
+        versions.append(new)
+    feed = await (await client.get("/kiosk/api/feed", headers=token)).json()
+    assert [a["headline"] for a in feed["alerts"]] == ["演练"]
+    assert "停水通知（更新）" in [i["title"]["zh"] for i in feed["items"]]
+    # A new group drops the cache (its kiosks' places may be new), the feed stays the same.
+    built = _builds(app_context)
+    added = await client.post("/api/kiosk/groups", json={"code": "G3", "name": "G3"}, headers=csrf)
+    assert added.status == 201
+    assert await etag(token, versions[-1], 304) == versions[-1]
+    assert _builds(app_context) == built + 1
+    # A CAP alert from sms/ on the bus: every node clears its feeds when it records it.
+    from sms.events import AlertPublished
+
+    await app_context.bus.publish(
+        AlertPublished(identifier="cap-9", sender="city", headline="地震")
+    )
+    for _ in range(50):
+        response = await client.get(
+            "/kiosk/api/feed", headers={**token, "If-None-Match": versions[-1]}
+        )
+        if response.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert "地震" in [a["headline"] for a in (await response.json())["alerts"]]
+
+
 async def test_bad_pairing_and_tokens_change_nothing(
     app_context: AppContext, client: TestClient
 ) -> None:

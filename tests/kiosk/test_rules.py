@@ -256,6 +256,9 @@ def test_feed_etag_is_stable_within_the_hour_and_changes_with_content() -> None:
     )
     assert first.etag == same.etag != later.etag
     assert changed.etag != first.etag
+    # A cache may keep it until the next hour, when the plan moves on.
+    assert first.valid_until == same.valid_until == later.valid_until - dt.timedelta(hours=1)
+    assert first.valid_until == local(2026, 11, 23, 11, 0)
     assert first.body["version"] == first.etag.strip('"')
     assert etag_matches(first.etag, first.etag)
     assert etag_matches(f'"zzz", W/{first.etag}', first.etag)
@@ -284,6 +287,8 @@ def test_feed_alerts_follow_target_expiry_and_cancel() -> None:
     assert [alert["id"] for alert in feed.body["alerts"]] == [1, 5]
     assert feed.body["alerts"][1]["expires"] == "2026-11-23T02:01:00Z"
     assert not alerts[4].active_at(now + dt.timedelta(minutes=1))
+    # The feed changes when the soonest alert expires: a cache keeps it until then.
+    assert feed.valid_until == now + dt.timedelta(minutes=1)
 
 
 def test_horizon_is_two_days() -> None:

@@ -1,5 +1,6 @@
 """Two ``unicomm serve`` nodes on one PostgreSQL and one Redis: an alert published on
-node A reaches a kiosk connected to node B (rule 3 of the architecture)."""
+node A reaches a kiosk connected to node B (rule 3 of the architecture), and a change
+on A drops the feed B cached before B's kiosks are told to fetch it again."""
 
 from __future__ import annotations
 
@@ -105,6 +106,28 @@ async def test_alert_on_node_a_reaches_a_kiosk_on_node_b(
                 while True:
                     heard = json.loads((await sockets["west"].receive(timeout=0.5)).data)
                     assert heard["type"] not in ("alert", "alert_cleared"), heard
+
+            # B caches the east kiosk's feed; a change on A drops it there through the bus,
+            # before the push reaches the kiosk, so the kiosk's next fetch gets the change.
+            device = {"Authorization": f"Bearer {east}"}
+            feed_url = f"{b.base_url}/kiosk/api/feed"
+            async with http.get(feed_url, headers=device) as before:
+                assert before.status == 200
+                cached = before.headers["ETag"]
+            async with http.get(feed_url, headers={**device, "If-None-Match": cached}) as same:
+                assert same.status == 304
+            async with http.post(
+                f"{a.base_url}/api/kiosk/alerts", json={"headline": "大风蓝色预警"}, headers=bearer
+            ) as published:
+                assert published.status == 201, await published.text()
+            while True:
+                message = json.loads((await sockets["east"].receive(timeout=2)).data)
+                if message["type"] == "alert":
+                    break
+            async with http.get(feed_url, headers={**device, "If-None-Match": cached}) as after:
+                assert after.status == 200
+                alerts = (await after.json())["alerts"]
+                assert [alert["headline"] for alert in alerts] == ["大风蓝色预警"]
             for socket in sockets.values():
                 await socket.close()
     finally:
