@@ -266,6 +266,12 @@ class ConferenceRuntime:
 
         @peer.pc.on("connectionstatechange")
         async def on_state() -> None:
+            log.info(
+                "conference.media_state",
+                room=participant.room,
+                venue=participant.venue,
+                state=peer.pc.connectionState,
+            )
             if peer.pc.connectionState == "failed" and not participant.gone:
                 async with self._lock:
                     await self._drop(participant, "media_failed")

@@ -8,6 +8,7 @@
   const S = config.strings;
   const params = new URLSearchParams(location.search);
   const $ = (id) => document.getElementById(id);
+  const CONNECT_DEADLINE_MS = 10000;
 
   const state = {
     room: config.room, venue: "", role: "venue", pin: "",
@@ -156,12 +157,22 @@
       if (!(video.srcObject instanceof MediaStream)) video.srcObject = new MediaStream();
       video.srcObject.addTrack(event.track);
     };
+    const rejoin = () => {
+      if (state.pc === pc && state.ws) state.ws.close();  // rejoin from scratch
+    };
+    // A path that never comes up (a lost answer, ICE stuck checking) would otherwise
+    // leave the room PC dark until the browser gives up, about half a minute later.
+    const watchdog = setTimeout(() => {
+      if (pc.connectionState !== "connected") rejoin();
+    }, CONNECT_DEADLINE_MS);
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "connected") {
+        clearTimeout(watchdog);
         state.connectedOnce = true;
         setStatus("connected");
-      } else if (pc.connectionState === "failed" && state.pc === pc && state.ws) {
-        state.ws.close();  // rejoin from scratch
+      } else if (pc.connectionState === "failed") {
+        clearTimeout(watchdog);
+        rejoin();
       }
     };
     await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
@@ -254,6 +265,22 @@
     $("share-btn").textContent = state.sharing ? S.stop_share : S.share;
     send({ type: "share", on: state.sharing });
   }
+
+  // What a technician (or a failing test) needs to see when a room PC stays dark.
+  state.describe = function () {
+    const pc = state.pc;
+    return {
+      status: $("status").dataset.state || "",
+      ws: state.ws ? state.ws.readyState : null,
+      joined: state.joined,
+      connection: pc ? pc.connectionState : null,
+      ice: pc ? pc.iceConnectionState : null,
+      gathering: pc ? pc.iceGatheringState : null,
+      signaling: pc ? pc.signalingState : null,
+      layout: state.layout,
+      errors: state.errors,
+    };
+  };
 
   // For people and tests alike: what each slot receives, from the browser's own stats.
   state.slotStats = async function () {

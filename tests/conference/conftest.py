@@ -121,9 +121,16 @@ def frames_by_venue(stats: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.2
+    check: Callable[[], Awaitable[Any]],
+    within: float = 15.0,
+    interval: float = 0.2,
+    explain: Callable[[], Awaitable[Any]] | None = None,
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with its last value."""
+    """Poll ``check`` until it returns something truthy; fail with its last value.
+
+    ``explain`` adds what the failure message should show besides the last value
+    (the room PCs' connection states, for a picture that never arrived).
+    """
     deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
@@ -131,19 +138,60 @@ async def eventually(
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
+    context = f"; {await explain()!r}" if explain is not None else ""
+    raise AssertionError(f"condition not met within {within}s; last value: {last!r}{context}")
 
 
-@dataclass(frozen=True)
+async def describe_page(page: Page) -> dict[str, Any]:
+    """The room PC's own account of its signalling, ICE and what each slot decodes."""
+    if page.is_closed():
+        return {"closed": True}
+    try:
+        described: dict[str, Any] = await page.evaluate("window.conference.describe()")
+        described["slots"] = await slot_stats(page)
+    except Exception as exc:  # a page mid-navigation cannot be asked; say so instead
+        return {"unreadable": str(exc)}
+    return described
+
+
 class RoomPcTools:
-    """The helpers above, handed to tests as a fixture (tests/ is not a package)."""
+    """The helpers above, handed to tests as a fixture (tests/ is not a package).
 
-    open: Callable[..., Awaitable[Page]] = open_room_pc
-    stats: Callable[[Page], Awaitable[dict[str, dict[str, Any]]]] = slot_stats
-    frames_by_venue: Callable[[dict[str, dict[str, Any]]], dict[str, int]] = frames_by_venue
-    eventually: Callable[..., Awaitable[Any]] = eventually
+    It remembers the room PCs it opened, so a condition that is never met reports
+    every PC's state and the server's side of each peer connection.
+    """
+
+    stats = staticmethod(slot_stats)
+    frames_by_venue = staticmethod(frames_by_venue)
+
+    def __init__(self) -> None:
+        self.pages: list[tuple[str, Page]] = []
+        self.runtime: ConferenceRuntime | None = None
+
+    async def open(self, browser: Browser, base_url: str, room: str, venue: str, **kw: Any) -> Page:
+        page = await open_room_pc(browser, base_url, room, venue, **kw)
+        self.pages.append((venue, page))
+        return page
+
+    async def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {venue: await describe_page(page) for venue, page in self.pages}
+        if self.runtime is not None:
+            described["server"] = {
+                f"{p.room}/{p.venue}": (p.peer.pc.connectionState, p.peer.pc.iceConnectionState)
+                for p in self.runtime.by_connection.values()
+                if p.peer is not None
+            }
+        return described
+
+    async def eventually(
+        self, check: Callable[[], Awaitable[Any]], within: float = 15.0, interval: float = 0.2
+    ) -> Any:
+        return await eventually(check, within, interval, explain=self.describe)
 
 
 @pytest.fixture
-def pcs() -> RoomPcTools:
-    return RoomPcTools()
+def pcs(request: pytest.FixtureRequest) -> RoomPcTools:
+    tools = RoomPcTools()
+    if "conference_server" in request.fixturenames:
+        tools.runtime = request.getfixturevalue("conference_server").runtime
+    return tools

@@ -47,7 +47,7 @@ async def test_three_venues_decode_each_other_and_a_late_fourth_sees_video_withi
                 return None
         return seen
 
-    first = await pcs.eventually(everyone_decodes_the_others, within=30)
+    first = await pcs.eventually(everyone_decodes_the_others, within=45)
     await asyncio.sleep(1.0)
     later = await everyone_decodes_the_others()
     assert later is not None
