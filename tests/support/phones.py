@@ -478,3 +478,18 @@ class Phone:
 
     async def stop_record(self) -> None:
         await self._current().stop_record()
+
+
+async def ended_with(call: Call, within: float = 10.0) -> int:
+    """Wait for ``call`` to end and return its last status (487 cancelled, 404, 200...)."""
+    state = await call.phone.events.wait(
+        lambda e: (
+            e.get("event") == "call_state"
+            and e.get("call") == call.id
+            and e["state"] == "DISCONNECTED"
+        ),
+        within,
+        f"call {call.id} of {call.phone.name} to end",
+        call.since,
+    )
+    return int(state["code"])

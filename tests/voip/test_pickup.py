@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.phones import RECORDER_FINALISE_SECONDS, Call, Phone
+from support.phones import RECORDER_FINALISE_SECONDS, Phone, ended_with
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
 from media.audio import dominant_frequency, write_tone_wav
@@ -38,7 +38,12 @@ CALLER = _sdp(
     "10.0.0.1",
     4000,
     "0 8 101",
-    ["rtpmap:0 PCMU/8000", "rtpmap:8 PCMA/8000", "rtpmap:101 telephone-event/8000", "fmtp:101 0-16"],
+    [
+        "rtpmap:0 PCMU/8000",
+        "rtpmap:8 PCMA/8000",
+        "rtpmap:101 telephone-event/8000",
+        "fmtp:101 0-16",
+    ],
 )
 PICKER = _sdp(
     "10.0.0.3",
@@ -79,20 +84,6 @@ async def unicomm(tmp_path: Path) -> AsyncIterator[Unicomm]:
     server = await start_unicomm(tmp_path / "server", extensions=EXTENSIONS)
     yield server
     await server.stop()
-
-
-async def ended_with(call: Call, within: float = 10.0) -> int:
-    state = await call.phone.events.wait(
-        lambda e: (
-            e.get("event") == "call_state"
-            and e.get("call") == call.id
-            and e["state"] == "DISCONNECTED"
-        ),
-        within,
-        f"call {call.id} of {call.phone.name} to end",
-        call.since,
-    )
-    return int(state["code"])
 
 
 async def test_a_colleague_picks_up_a_ringing_call_and_another_group_cannot(
