@@ -32,6 +32,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 MIN_PASSWORD_LENGTH = 8
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class AuthError(Exception):
@@ -266,11 +267,12 @@ class AuthService:
                 )
                 if device is None:
                     return None
-                await session.execute(
-                    update(DeviceToken)
-                    .where(DeviceToken.id == device.id)
-                    .values(last_used_at=utcnow())
-                )
+                if _stale(device.last_used_at):
+                    await session.execute(
+                        update(DeviceToken)
+                        .where(DeviceToken.id == device.id)
+                        .values(last_used_at=utcnow())
+                    )
                 return Identity(device.name, None, "device", device_kind=device.kind)
             row = (
                 await session.execute(
@@ -282,12 +284,19 @@ class AuthService:
             if row is None or row[1].disabled:
                 return None
             api_token, user = row
-            api_token.last_used_at = utcnow()
+            if _stale(api_token.last_used_at):
+                api_token.last_used_at = utcnow()
             return Identity(user.username, user.role, "token", user.id)
 
 
 def csrf_matches(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
+
+
+def _stale(last_used: dt.datetime | None) -> bool:
+    # "Last used" is for people reading the token list; a write per request would
+    # turn every kiosk heartbeat and media fetch into a database write.
+    return last_used is None or utcnow() - _aware(last_used) >= LAST_USED_RESOLUTION
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

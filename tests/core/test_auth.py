@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.context import AppContext
-from core.models import AuditEntry, Role, User
+from core.models import AuditEntry, DeviceKind, DeviceToken, Role, User
 
 
 async def add_user(ctx: AppContext, name: str, role: Role, password: str = "correct-horse") -> None:
@@ -153,3 +154,31 @@ async def test_console_form_login_checks_its_csrf_cookie(
     assert home.status == 200 and "dora" in await home.text()
     logout_without_token = await client.post("/logout", data={}, allow_redirects=False)
     assert logout_without_token.status == 403
+
+
+async def test_device_token_last_use_is_recorded_without_a_write_per_request(
+    app_context: AppContext,
+) -> None:
+    async with app_context.db.session() as session:
+        token = await app_context.auth.issue_device_token(session, DeviceKind.KIOSK, "kiosk-1")
+
+    async def last_used() -> dt.datetime | None:
+        async with app_context.db.session() as session:
+            device = await session.scalar(select(DeviceToken).where(DeviceToken.name == "kiosk-1"))
+            assert device is not None
+            return device.last_used_at
+
+    assert await app_context.auth.identify_token(token) is not None
+    first = await last_used()
+    assert first is not None
+    assert await app_context.auth.identify_token(token) is not None
+    assert await last_used() == first  # a second request a moment later writes nothing
+
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    async with app_context.db.session() as session:
+        await session.execute(update(DeviceToken).values(last_used_at=an_hour_ago))
+    assert await app_context.auth.identify_token(token) is not None
+    refreshed = await last_used()
+    assert refreshed is not None and refreshed.replace(tzinfo=dt.UTC) > an_hour_ago.replace(
+        tzinfo=dt.UTC
+    ) + dt.timedelta(minutes=59)
