@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core.cli import DemoReport
 from core.context import AppContext
 from core.web import CONSOLE, CTX, I18N
-from voip import api, cost_console, service
+from voip import api, cost_console, service, trunk_console
 from voip.cli import add_cli
 from voip.features import api as features_api
 from voip.features import console as features_console
@@ -178,6 +178,7 @@ def setup(app: web.Application) -> None:
     app[I18N].add(MESSAGES)
     app[I18N].add(cost_console.MESSAGES)
     app[I18N].add(features_console.MESSAGES)
+    app[I18N].add(trunk_console.MESSAGES)
     app[CONSOLE].add_templates("voip", Path(__file__).parent / "templates")
     api.mount(app)
     cost_console.mount(app)
@@ -196,6 +197,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(originations.lifecycle)
     features_api.mount(app, lambda: pbx.features)
     features_console.mount(app, lambda: pbx.features)
+    trunk_console.mount(app, lambda: pbx)
 
 
 async def seed_demo(ctx: AppContext, report: DemoReport) -> None:

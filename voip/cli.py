@@ -1,4 +1,4 @@
-"""``unicomm ext``, ``unicomm calls`` and ``unicomm cdr``: the exchange from the command line."""
+"""``unicomm ext``, ``calls``, ``cdr`` and ``trunk``: the exchange from the command line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from core.auth import audit
 from core.cli import CLI_ACTOR, CliError, ask_server
 from core.config import Settings
 from core.context import AppContext
-from voip import cdr_export, cost_report, csv_import, rating, service
+from voip import cdr_export, cost_report, csv_import, did, rating, service
 from voip.models import ClassOfService
 
 
@@ -182,6 +182,44 @@ async def _cdr_report(ctx: AppContext, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _did_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    entries = await did.load_rows(ctx.db)
+    if not entries:
+        print("no DID: every call from the carrier gets 404")
+    for entry in entries:
+        print(f"{entry.did}\t{entry.kind.value}\t{entry.target}\t{entry.name}".rstrip())
+    return 0
+
+
+async def _did_set(ctx: AppContext, args: argparse.Namespace) -> int:
+    try:
+        entry = did.check(did.Did(args.did, did.DidKind(args.kind), args.target, args.name))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    async with ctx.db.session() as session:
+        if not await did.target_exists(session, entry.kind, entry.target):
+            raise CliError(f"there is no {entry.kind.value.replace('_', ' ')} {entry.target}")
+    await did.save_row(ctx.db, entry)
+    async with ctx.db.session() as session:
+        await audit(
+            session, CLI_ACTOR, "voip.trunk_did.save", entry.did, kind=entry.kind.value,
+            to=entry.target,
+        )  # fmt: skip
+    # A running server reads the table again within seconds.
+    print(f"DID {entry.did} -> {entry.kind.value} {entry.target}")
+    return 0
+
+
+async def _did_remove(ctx: AppContext, args: argparse.Namespace) -> int:
+    number = did.normalise(args.did)
+    if not await did.remove_row(ctx.db, number):
+        raise CliError(f"no DID {number}")
+    async with ctx.db.session() as session:
+        await audit(session, CLI_ACTOR, "voip.trunk_did.remove", number)
+    print(f"removed DID {number}")
+    return 0
+
+
 def _write_file(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", newline="")
 
@@ -240,3 +278,19 @@ def add_cli(commands: Any) -> None:
     report.add_argument("--month", required=True, help="YYYY-MM (UTC)")
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     report.set_defaults(run=_cdr_report)
+
+    trunk = commands.add_parser("trunk", help="the carrier trunk").add_subparsers(
+        dest="trunk_command", required=True
+    )
+    dids = trunk.add_parser("did", help="inbound numbers (DID) and where they ring")
+    did_commands = dids.add_subparsers(dest="did_command", required=True)
+    did_commands.add_parser("list", help="list the DIDs").set_defaults(run=_did_list)
+    set_ = did_commands.add_parser("set", help="point a DID at an extension, group or IVR")
+    set_.add_argument("did", help="the number the carrier sends, e.g. 01088880001")
+    set_.add_argument("kind", choices=[kind.value for kind in did.DidKind])
+    set_.add_argument("target", help="the extension, ring group or IVR menu number")
+    set_.add_argument("--name", default="", help="a description")
+    set_.set_defaults(run=_did_set)
+    remove_did = did_commands.add_parser("remove", help="remove a DID (its calls get 404)")
+    remove_did.add_argument("did")
+    remove_did.set_defaults(run=_did_remove)

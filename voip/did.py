@@ -21,10 +21,13 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import String, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Database
 
+from .features.models import IvrMenuRow, RingGroupRow
+from .models import Extension
 from .snapshot import SnapshotGuard
 
 log = structlog.get_logger("voip.did")
@@ -172,3 +175,16 @@ async def load_rows(db: Database) -> list[Did]:
     async with db.session() as session:
         rows = (await session.scalars(select(DidRow).order_by(DidRow.did))).all()
     return [Did(row.did, DidKind(row.kind), row.target, row.name) for row in rows]
+
+
+async def target_exists(session: AsyncSession, kind: DidKind, target: str) -> bool:
+    """Whether the extension, ring group or IVR menu a DID would lead to exists now.
+
+    Checked when an entry is saved (console, API, command line); a target removed
+    later makes the DID answer 404 until it is pointed elsewhere.
+    """
+    if kind is DidKind.EXTENSION:
+        found = await session.scalar(select(Extension.id).where(Extension.number == target))
+        return found is not None
+    row_type = RingGroupRow if kind is DidKind.RING_GROUP else IvrMenuRow
+    return await session.get(row_type, target) is not None

@@ -14,15 +14,19 @@ import re
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from support.phones import RECORDER_FINALISE_SECONDS, Call, Phone
 from support.ports import free_sip_port
+from support.processes import run_cli
 from support.sipp import Sipp, SippResult, run_sipp
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
+from core.context import AppContext
+from core.models import AuditEntry, Role
 from media.audio import dominant_frequency, write_tone_wav
-from voip import PBX
+from voip import PBX, service
 from voip.did import Did, DidKind, candidates, check, normalise
 from voip.features.ivr import IvrMenu
 from voip.features.ringgroups import RingGroup, Strategy
@@ -399,3 +403,132 @@ async def test_an_invite_claiming_to_be_the_carrier_from_elsewhere_is_challenged
     received = result.received_messages
     assert any(m.startswith("SIP/2.0 407") for m in received), result.describe()
     assert result.final_statuses == [403], result.describe()  # its guess was wrong
+
+
+# -- the DID table in the API, the console and the command line ----------------------------------
+
+
+async def sign_in(
+    client: TestClient, ctx: AppContext, name: str, role: Role, csrf: str = ""
+) -> str:
+    """Sign in as a new user (``csrf``: the token of a session already open)."""
+    async with ctx.db.session() as session:
+        await ctx.auth.create_user(session, name, "correct-horse", role)
+    response = await client.post(
+        "/api/auth/login",
+        json={"username": name, "password": "correct-horse"},
+        headers={"X-CSRF-Token": csrf} if csrf else {},
+    )
+    assert response.status == 200, await response.text()
+    token: str = (await response.json())["csrf_token"]
+    return token
+
+
+async def add_extension(ctx: AppContext, number: str) -> None:
+    async with ctx.db.session() as session:
+        await service.add_extension(
+            session, number=number, name=f"Phone {number}", password="sip-password-1",
+            realm=ctx.settings.sip_realm, department_code=None,
+        )  # fmt: skip
+
+
+async def test_dids_are_managed_by_api_with_roles_checks_and_audit(
+    client: TestClient, app_context: AppContext
+) -> None:
+    await add_extension(app_context, "2001")
+    clerk = await sign_in(client, app_context, "clerk", Role.STAFF)
+    body = {"kind": "extension", "target": "2001", "name": "总机 Front desk"}
+    path = "/api/voip/trunk/dids/010-8888-0001"
+    refused = await client.put(path, json=body, headers={"X-CSRF-Token": clerk})
+    assert refused.status == 403
+    trunk = await (await client.get("/api/voip/trunk")).json()
+    assert trunk["configured"] is False and trunk["registered"] is False
+    assert "password" not in trunk
+    admin = await sign_in(client, app_context, "admin", Role.ADMIN, clerk)
+    headers = {"X-CSRF-Token": admin}
+    saved = await client.put(path, json=body, headers=headers)
+    assert saved.status == 200, await saved.text()
+    assert (await saved.json())["did"] == "01088880001"  # stored normalised
+    for bad, field in (
+        ({"kind": "ring_group", "target": "600"}, "target"),  # no such group
+        ({"kind": "ivr", "target": "700"}, "target"),
+        ({"kind": "extension", "target": "2999"}, "target"),
+        ({"kind": "elsewhere", "target": "2001"}, None),
+    ):
+        answer = await client.put(path, json=bad, headers=headers)
+        assert answer.status == 422, (bad, await answer.text())
+        if field:
+            assert (await answer.json())["detail"][0]["field"] == field
+    listed = await (await client.get("/api/voip/trunk/dids")).json()
+    assert listed == [
+        {"did": "01088880001", "kind": "extension", "target": "2001", "name": "总机 Front desk"}
+    ]
+    assert (await client.delete(path, headers=headers)).status == 200
+    assert (await client.delete(path, headers=headers)).status == 404
+    async with app_context.db.session() as session:
+        actions = (
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("voip.trunk_did.%"))
+            )
+        ).all()
+    assert sorted(actions) == ["voip.trunk_did.remove", "voip.trunk_did.save"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "title", "kind"), [("zh", "中继线路", "分机"), ("en", "Carrier trunk", "extension")]
+)
+async def test_the_console_page_lists_adds_refuses_and_removes_dids(
+    client: TestClient, app_context: AppContext, lang: str, title: str, kind: str
+) -> None:
+    await add_extension(app_context, "2001")
+    csrf = await sign_in(client, app_context, "ops", Role.OPERATOR)
+    language = {"Accept-Language": lang}
+    page = await client.get("/console/voip/trunk", headers=language)
+    assert page.status == 200
+    text = await page.text()
+    assert title in text and 'id="trunk-dids-none"' in text
+    form = {"csrf_token": csrf, "did": "01088880001", "kind": "extension", "target": "2001"}
+    added = await client.post(
+        "/console/voip/trunk/dids", data=form, headers=language, allow_redirects=False
+    )
+    assert added.status == 303
+    assert added.headers["Location"].endswith("?saved=01088880001")
+    listed = await (await client.get("/console/voip/trunk", headers=language)).text()
+    assert 'data-did="01088880001"' in listed and kind in listed
+    wrong = await client.post(
+        "/console/voip/trunk/dids", data={**form, "target": "2999"}, headers=language
+    )
+    assert wrong.status == 422
+    assert "2999" in await wrong.text()
+    removed = await client.post(
+        "/console/voip/trunk/dids/01088880001/remove",
+        data={"csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert removed.status == 303
+    assert "data-did=" not in await (await client.get("/console/voip/trunk")).text()
+
+
+def test_the_command_line_sets_lists_and_removes_dids(tmp_path: Path) -> None:
+    config = tmp_path / "unicomm.toml"
+    config.write_text('[unicomm]\ndata_dir = "var"\n')
+    base = ("--config", str(config))
+    assert run_cli(*base, "db", "upgrade", cwd=tmp_path).returncode == 0
+    added = run_cli(
+        *base, "ext", "add", "2001", "--name", "王芳", "--password", "s3cret-pass", cwd=tmp_path
+    )
+    assert added.returncode == 0, added.stderr
+    assert "no DID" in run_cli(*base, "trunk", "did", "list", cwd=tmp_path).stdout
+    set_ = run_cli(
+        *base, "trunk", "did", "set", "+86 10 8888 0001", "extension", "2001",
+        "--name", "总机", cwd=tmp_path,
+    )  # fmt: skip
+    assert set_.returncode == 0, set_.stderr
+    assert "+861088880001 -> extension 2001" in set_.stdout
+    missing = run_cli(*base, "trunk", "did", "set", "01088880002", "ivr", "700", cwd=tmp_path)
+    assert missing.returncode != 0 and "no ivr 700" in missing.stderr
+    listed = run_cli(*base, "trunk", "did", "list", cwd=tmp_path).stdout
+    assert "+861088880001\textension\t2001\t总机" in listed
+    removed = run_cli(*base, "trunk", "did", "remove", "+861088880001", cwd=tmp_path)
+    assert removed.returncode == 0 and "removed DID +861088880001" in removed.stdout
+    assert "no DID" in run_cli(*base, "trunk", "did", "list", cwd=tmp_path).stdout
