@@ -6,7 +6,9 @@ is for any signed-in staff member; changing is for administrators and operators.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from .service import PbxFeatures
 from .settings import LANGUAGES, hash_pin
 
 WRITERS = (Role.ADMIN, Role.OPERATOR)
+# Who may list and hear call recordings: they hold conversations, not settings.
+RECORDING_READERS = (Role.ADMIN, Role.DUTY_OFFICER)
+PICKUP_GROUP = r"^[A-Za-z0-9_.-]{0,32}$"
 DIALLED = r"^[0-9*#+]{0,32}$"
 NUMBER = r"^[0-9]{2,8}$"
 
@@ -40,6 +45,10 @@ class CallSettingsIn(BaseModel):
     voicemail: bool | None = None
     voicemail_pin: str | None = Field(None, pattern=r"^[0-9]{4,12}$", description="4-12 digits")
     language: str | None = Field(None, pattern=f"^({'|'.join(LANGUAGES)})$")
+    pickup_group: str | None = Field(
+        None, pattern=PICKUP_GROUP, description="empty: the extension's department"
+    )
+    record_calls: bool | None = None
 
 
 class CallSettingsOut(BaseModel):
@@ -51,6 +60,18 @@ class CallSettingsOut(BaseModel):
     voicemail: bool
     voicemail_pin_set: bool
     language: str
+    pickup_group: str
+    record_calls: bool
+
+
+class RecordingOut(BaseModel):
+    id: int
+    extension: str
+    peer: str
+    direction: str
+    started_at: dt.datetime
+    duration_seconds: float
+    size_bytes: int
 
 
 class VoicemailOut(BaseModel):
@@ -141,11 +162,63 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
         "PATCH",
         "/api/voip/extensions/{number}/call-settings",
         change_settings,
-        summary="Change an extension's DND, forwarding or voicemail settings",
+        summary="Change an extension's DND, forwarding, voicemail, pickup or recording settings",
         tag="voip",
         roles=WRITERS,
         body=CallSettingsIn,
         response=CallSettingsOut,
+    )
+
+    async def list_recordings(request: web.Request, identity: Identity) -> list[RecordingOut]:
+        number = request.match_info["number"]
+        if await features().server.accounts.get(number) is None:
+            raise ApiError(404, f"no extension {number}")
+        rows = await features().recordings.of_extension(number)
+        return [RecordingOut.model_validate(row, from_attributes=True) for row in rows]
+
+    api.add(
+        router,
+        "GET",
+        "/api/voip/extensions/{number}/recordings",
+        list_recordings,
+        summary="An extension's recorded calls, newest first (date, peer, duration)",
+        tag="voip",
+        roles=RECORDING_READERS,
+        response=list[RecordingOut],
+    )
+
+    async def recording_audio(request: web.Request, identity: Identity) -> web.StreamResponse:
+        recording_id = _message_id(request)
+        row = await features().recordings.get(recording_id)
+        if row is None or not await asyncio.to_thread(Path(row.path).is_file):
+            raise ApiError(404, "no such recording")
+        async with ctx.db.session() as session:
+            await audit(
+                session,
+                identity.subject,
+                "voip.recording.download",
+                str(recording_id),
+                client_address(request),
+                extension=row.extension,
+            )
+        peer = re.sub(r"[^0-9A-Za-z+_-]", "", row.peer)
+        name = f"{row.extension}-{row.started_at:%Y%m%d-%H%M%S}-{peer}.wav"
+        return web.FileResponse(
+            Path(row.path),
+            headers={
+                "Content-Type": "audio/wav",
+                "Content-Disposition": f'inline; filename="{name}"',
+            },
+        )
+
+    api.add(
+        router,
+        "GET",
+        "/api/voip/recordings/{id}/audio",
+        recording_audio,
+        summary="A call recording (stereo WAV: left the caller, right the callee); audited",
+        tag="voip",
+        roles=RECORDING_READERS,
     )
 
     async def list_voicemail(request: web.Request, identity: Identity) -> list[VoicemailOut]:

@@ -32,14 +32,16 @@ from .service import PbxFeatures
 log = structlog.get_logger("voip.features")
 
 WRITERS = (Role.ADMIN, Role.OPERATOR)
+RECORDING_READERS = (Role.ADMIN, Role.DUTY_OFFICER)  # as the API's (voip.features.api)
 TARGET = re.compile(r"^[0-9]{0,16}$")  # a forwarding target, or empty for "off"
+PICKUP_GROUP = re.compile(r"^[A-Za-z0-9_.-]{0,32}$")
 
 PAGE = ConsolePage(
     key="voip_features",
     title={"zh": "电话功能", "en": "Call features"},
     summary={
-        "zh": "呼叫转移、免打扰、振铃组、语音信箱与语音导航",
-        "en": "Forwarding, DND, ring groups, voicemail and IVR menus",
+        "zh": "呼叫转移、免打扰、代接组、通话录音、振铃组、语音信箱与语音导航",
+        "en": "Forwarding, DND, pickup groups, call recording, ring groups, voicemail, IVR",
     },
     path="/console/voip/features",
     template="voip/features.html",
@@ -79,9 +81,12 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
                     select(VoicemailRow).order_by(VoicemailRow.mailbox, VoicemailRow.created_at)
                 )
             ).all()
+        can_hear = identity is not None and identity.has_role(*RECORDING_READERS)
         return {
             "page": PAGE,
             "extensions": [(e, pbx.store.get(e.number)) for e in extensions],
+            "recordings": await pbx.recordings.recent() if can_hear else [],
+            "can_hear": can_hear,
             "groups": pbx.groups.all(),
             "strategies": list(Strategy),
             "menus": pbx.ivr.all(),
@@ -124,6 +129,23 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
             if not seconds.isdigit() or not 5 <= int(seconds) <= 120:
                 raise FormError("voip.features.error.seconds")
             changes["no_answer_seconds"] = int(seconds)
+            if await features().store.update(number, **changes) is None:
+                raise FormError("voip.features.error.no_extension", number=number)
+        except FormError as error:
+            return await refused(request, error)
+        await audited(identity, "voip.call_settings.change", number, request)
+        raise saved(number)
+
+    async def save_recording(request: web.Request) -> web.StreamResponse:
+        """An extension's pickup group and its record-all-calls switch."""
+        identity = writer(request)
+        form = await request.post()
+        number = str(form.get("number", ""))
+        group = str(form.get("pickup_group", "")).strip()
+        try:
+            if not PICKUP_GROUP.match(group):
+                raise FormError("voip.features.error.pickup_group", value=group)
+            changes = {"record_calls": form.get("record_calls") == "on", "pickup_group": group}
             if await features().store.update(number, **changes) is None:
                 raise FormError("voip.features.error.no_extension", number=number)
         except FormError as error:
@@ -214,12 +236,13 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
         raise web.HTTPFound(PAGE.path)  # the language switch reloads a form's address
 
     router.add_post(f"{PAGE.path}/settings", save_settings)
+    router.add_post(f"{PAGE.path}/recording", save_recording)
     router.add_post(f"{PAGE.path}/groups", save_group)
     router.add_post(f"{PAGE.path}/groups/{{number}}/remove", remove_group)
     router.add_post(f"{PAGE.path}/voicemail/{{id}}/remove", remove_message)
     router.add_post(f"{PAGE.path}/ivr", save_menu)
     router.add_post(f"{PAGE.path}/ivr/{{number}}/remove", remove_menu)
-    for path in ("settings", "groups", "ivr"):
+    for path in ("settings", "recording", "groups", "ivr"):
         router.add_get(f"{PAGE.path}/{path}", back_to_page)
 
 
@@ -263,6 +286,20 @@ MESSAGES = {
         "voip.features.error.no_extension": "No extension {number}",
         "voip.features.error.group": "Ring group not saved: {detail}",
         "voip.features.error.menu": "IVR menu not saved: {detail}",
+        "voip.features.recording": "Call pickup and recording",
+        "voip.features.pickup_group": "Pickup group",
+        "voip.features.pickup_group.hint": "empty: the department (*8 picks up, *8 + number "
+        "one phone)",
+        "voip.features.record_calls": "Record all calls",
+        "voip.features.recording.on": "recording",
+        "voip.features.recordings": "Call recordings",
+        "voip.features.peer": "Other party",
+        "voip.features.direction": "Direction",
+        "voip.features.direction.outgoing": "outgoing",
+        "voip.features.direction.incoming": "incoming",
+        "voip.features.download": "Download",
+        "voip.features.error.pickup_group": "Pickup group {value!r}: letters, digits, . _ - "
+        "(at most 32)",
     },
     "zh": {
         "voip.features.settings": "呼叫转移与免打扰",
@@ -303,5 +340,19 @@ MESSAGES = {
         "voip.features.error.no_extension": "没有分机 {number}",
         "voip.features.error.group": "振铃组未保存：{detail}",
         "voip.features.error.menu": "语音导航菜单未保存：{detail}",
+        "voip.features.recording": "代接与通话录音",
+        "voip.features.pickup_group": "代接组",
+        "voip.features.pickup_group.hint": "留空即按部门（*8 代接本组来电，"
+        "*8 加分机号代接指定分机）",
+        "voip.features.record_calls": "全部通话录音",
+        "voip.features.recording.on": "录音中",
+        "voip.features.recordings": "通话录音",
+        "voip.features.peer": "对方号码",
+        "voip.features.direction": "方向",
+        "voip.features.direction.outgoing": "呼出",
+        "voip.features.direction.incoming": "呼入",
+        "voip.features.download": "下载",
+        "voip.features.error.pickup_group": "代接组 {value!r}：只能含字母、数字和 . _ -"
+        "（最多 32 个字符）",
     },
 }

@@ -338,11 +338,21 @@ class CallRecordings:
 
     # -- the list, downloads and retention ------------------------------------------------------
 
-    async def list(self, number: str, limit: int = 200) -> list[CallRecordingRow]:
+    async def of_extension(self, number: str, limit: int = 200) -> list[CallRecordingRow]:
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(CallRecordingRow)
                 .where(CallRecordingRow.extension == number)
+                .order_by(CallRecordingRow.started_at.desc(), CallRecordingRow.id.desc())
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def recent(self, limit: int = 100) -> list[CallRecordingRow]:
+        """The newest recordings of every extension (the console's list)."""
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(CallRecordingRow)
                 .order_by(CallRecordingRow.started_at.desc(), CallRecordingRow.id.desc())
                 .limit(limit)
             )
