@@ -8,17 +8,18 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from core.api import ApiError
 from core.auth import Identity, audit
 from core.console import ConsolePage
+from core.db import utcnow
 from core.models import Role
 from core.web import API, CONSOLE, CTX, client_address
-from sms import cap, service
+from sms import cap, console, service
 from sms.csv_import import CsvFormatError
 from sms.engine import apply_provider_status
-from sms.events import AlertPublished
-from sms.models import Broadcast, LogKind
+from sms.models import Broadcast, DutyLogEntry, GroupKind, LogKind
 from sms.runtime import SMS_RUNTIME
 from sms.states import from_provider
 from sms.templating import TemplateError, render
@@ -49,6 +50,8 @@ class ContactOut(BaseModel):
     id: int
     name: str
     mobile: str
+    department_id: int | None = None
+    active: bool = True
     role: str
     language: str
 
@@ -171,6 +174,63 @@ class CapIn(BaseModel):
     groups: list[str] = Field(default_factory=list)
     departments: list[str] = Field(default_factory=list)
     language: str = Field("zh", pattern="^(zh|en)$")
+    incident_id: int | None = None
+
+
+class ContactEdit(ContactIn):
+    active: bool = True
+
+
+# What an edit may change (an extension, when the model has one, is set by its own owner).
+EDITABLE_CONTACT = {"name", "mobile", "department", "role", "language", "active"}
+
+
+class DeletedOut(BaseModel):
+    id: int
+    name: str
+    mobile: str
+    groups: int
+    shifts: int
+    deliveries: int
+
+
+class MembersIn(BaseModel):
+    members: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class MembersOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    members: list[ContactOut]
+
+
+class LogEdit(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    happened: str = Field("", max_length=20_000)
+    actions: str = Field("", max_length=20_000)
+    outcome: str = Field("", max_length=20_000)
+
+
+class LinkIn(BaseModel):
+    broadcast_id: int
+
+
+async def _log_out(session: Any, entry: DutyLogEntry) -> LogOut:
+    links = sorted(
+        await session.scalars(select(Broadcast.id).where(Broadcast.incident_id == entry.id))
+    )
+    return LogOut(
+        id=entry.id,
+        kind=entry.kind,
+        title=entry.title,
+        happened=entry.happened,
+        actions=entry.actions,
+        outcome=entry.outcome,
+        author=entry.author,
+        at=entry.at,
+        broadcasts=links,
+    )
 
 
 def _broadcast_out(broadcast: Broadcast) -> BroadcastOut:
@@ -579,27 +639,21 @@ def mount(app: web.Application) -> None:
     # ---------------------------------------------------------- CAP
 
     async def import_cap(request: web.Request, identity: Identity, body: CapIn) -> Any:
-        try:
-            alert = cap.parse(body.xml.encode("utf-8"))
-        except cap.CapError as exc:
-            raise ApiError(422, f"invalid CAP 1.2: {exc}") from None
-        text = alert.text(body.language)
-        if not text:
-            raise ApiError(422, "invalid CAP 1.2: the alert has no <info> to text")
         async with ctx.db.session() as session:
             try:
-                contacts = await service.resolve_audience(
-                    session, groups=body.groups, departments=body.departments
-                )
-                broadcast = await service.create_broadcast(
+                alert, broadcast = await service.cap_broadcast(
                     session,
-                    body=text,
+                    xml=body.xml,
+                    language=body.language,
                     created_by=identity.subject,
-                    contacts=contacts,
+                    groups=body.groups,
+                    departments=body.departments,
                     approval_threshold=ctx.settings.sms_approval_threshold,
                     audience=_audience(body),
-                    cap_xml=body.xml,
+                    incident_id=body.incident_id,
                 )
+            except cap.CapError as exc:
+                raise ApiError(422, f"invalid CAP 1.2: {exc}") from None
             except service.SmsError as exc:
                 raise _refuse(exc) from None
             await audit(
@@ -611,22 +665,7 @@ def mount(app: web.Application) -> None:
                 broadcast=broadcast.id,
             )
             out = _broadcast_out(broadcast)
-        info = alert.info[0]
-        await ctx.bus.publish(
-            AlertPublished(
-                identifier=alert.identifier,
-                sender=alert.sender,
-                headline=info.headline or info.event,
-                description=info.description,
-                instruction=info.instruction,
-                severity=info.severity,
-                urgency=info.urgency,
-                area=info.area,
-                language=info.language,
-                broadcast_id=broadcast.id,
-                cap_xml=body.xml,
-            )
-        )
+        await ctx.bus.publish(service.alert_event(alert, broadcast.id, body.xml))
         app[SMS_RUNTIME].engine.wake.set()
         return out
 
@@ -715,6 +754,223 @@ def mount(app: web.Application) -> None:
         tag="sms",
         response=list[LogOut],
     )
+
+    # ---------------------------------------------------------- directory and duty log edits
+
+    def path_id(request: web.Request, what: str) -> int:
+        try:
+            return int(request.match_info["id"])
+        except ValueError:
+            raise ApiError(404, f"no such {what}") from None
+
+    async def get_contact(request: web.Request, identity: Identity) -> ContactOut:
+        async with ctx.db.session() as session:
+            try:
+                contact = await service.get_contact(session, path_id(request, "contact"))
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            return ContactOut.model_validate(contact, from_attributes=True)
+
+    api.add(
+        router,
+        "GET",
+        "/api/sms/contacts/{id}",
+        get_contact,
+        summary="One contact",
+        tag="sms",
+        response=ContactOut,
+    )
+
+    async def edit_contact(
+        request: web.Request, identity: Identity, body: ContactEdit
+    ) -> ContactOut:
+        async with ctx.db.session() as session:
+            try:
+                contact_id = path_id(request, "contact")
+                changes = await service.update_contact(
+                    session, contact_id, **body.model_dump(include=EDITABLE_CONTACT)
+                )
+                contact = await service.get_contact(session, contact_id)
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            await audit(
+                session,
+                identity.subject,
+                "sms.contact.edit",
+                contact.mobile,
+                client_address(request),
+                contact=contact.id,
+                changed={k: [str(a), str(b)] for k, (a, b) in changes.items()},
+            )
+            return ContactOut.model_validate(contact, from_attributes=True)
+
+    api.add(
+        router,
+        "PUT",
+        "/api/sms/contacts/{id}",
+        edit_contact,
+        summary="Change a contact (past deliveries keep the name and number they went to)",
+        tag="sms",
+        roles=(Role.OPERATOR, Role.DUTY_OFFICER),
+        body=ContactEdit,
+        response=ContactOut,
+    )
+
+    async def delete_contact(request: web.Request, identity: Identity) -> DeletedOut:
+        async with ctx.db.session() as session:
+            try:
+                gone = await service.delete_contact(session, path_id(request, "contact"))
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            await audit(
+                session,
+                identity.subject,
+                "sms.contact.delete",
+                gone.mobile,
+                client_address(request),
+                contact=gone.id,
+                name=gone.name,
+                groups=gone.groups,
+                shifts=gone.shifts,
+                deliveries_kept=gone.deliveries,
+            )
+        return DeletedOut.model_validate(gone, from_attributes=True)
+
+    api.add(
+        router,
+        "DELETE",
+        "/api/sms/contacts/{id}",
+        delete_contact,
+        summary="Delete a contact, its memberships and shifts; its deliveries stay on record",
+        tag="sms",
+        roles=(Role.OPERATOR, Role.DUTY_OFFICER),
+        response=DeletedOut,
+    )
+
+    async def group_members(request: web.Request, identity: Identity) -> MembersOut:
+        async with ctx.db.session() as session:
+            try:
+                group = await service.get_group(session, path_id(request, "group"))
+                if group.kind is GroupKind.STATIC:
+                    members = await service.static_members(session, group.id)
+                else:
+                    members = await service.group_members(session, group, utcnow())
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            return MembersOut(
+                id=group.id,
+                name=group.name,
+                kind=group.kind.value,
+                members=[ContactOut.model_validate(c, from_attributes=True) for c in members],
+            )
+
+    api.add(
+        router,
+        "GET",
+        "/api/sms/groups/{id}/members",
+        group_members,
+        summary="A group's members (dynamic and roster groups: as resolved now)",
+        tag="sms",
+        response=MembersOut,
+    )
+
+    async def set_members(request: web.Request, identity: Identity, body: MembersIn) -> MembersOut:
+        async with ctx.db.session() as session:
+            try:
+                group, added, removed = await service.set_group_members(
+                    session, path_id(request, "group"), body.members
+                )
+                members = await service.static_members(session, group.id)
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            await audit(
+                session,
+                identity.subject,
+                "sms.group.members",
+                group.name,
+                client_address(request),
+                added=added,
+                removed=removed,
+            )
+            return MembersOut(
+                id=group.id,
+                name=group.name,
+                kind=group.kind.value,
+                members=[ContactOut.model_validate(c, from_attributes=True) for c in members],
+            )
+
+    api.add(
+        router,
+        "PUT",
+        "/api/sms/groups/{id}/members",
+        set_members,
+        summary="Set a static group's members (mobile numbers of known contacts)",
+        tag="sms",
+        roles=(Role.OPERATOR, Role.DUTY_OFFICER),
+        body=MembersIn,
+        response=MembersOut,
+    )
+
+    async def edit_log(request: web.Request, identity: Identity, body: LogEdit) -> LogOut:
+        async with ctx.db.session() as session:
+            try:
+                entry = await service.update_log_entry(
+                    session, path_id(request, "duty log entry"), **body.model_dump()
+                )
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            await audit(
+                session,
+                identity.subject,
+                "sms.dutylog.edit",
+                str(entry.id),
+                client_address(request),
+            )
+            return await _log_out(session, entry)
+
+    api.add(
+        router,
+        "PUT",
+        "/api/sms/duty-log/{id}",
+        edit_log,
+        summary="Complete a duty log entry: what happened, what was done, the outcome",
+        tag="sms",
+        roles=OFFICERS,
+        body=LogEdit,
+        response=LogOut,
+    )
+
+    async def link_log(request: web.Request, identity: Identity, body: LinkIn) -> LogOut:
+        async with ctx.db.session() as session:
+            try:
+                entry_id = path_id(request, "duty log entry")
+                await service.link_broadcast(session, entry_id, body.broadcast_id)
+                entry = await service.get_log_entry(session, entry_id)
+            except service.SmsError as exc:
+                raise _refuse(exc) from None
+            await audit(
+                session,
+                identity.subject,
+                "sms.dutylog.link",
+                str(entry.id),
+                client_address(request),
+                broadcast=body.broadcast_id,
+            )
+            return await _log_out(session, entry)
+
+    api.add(
+        router,
+        "POST",
+        "/api/sms/duty-log/{id}/broadcasts",
+        link_log,
+        summary="Link a broadcast to a duty log entry (an incident's alerts)",
+        tag="sms",
+        roles=OFFICERS,
+        body=LinkIn,
+        response=LogOut,
+    )
+
+    console.mount(app)
 
     # ---------------------------------------------------------- provider webhooks
 

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
@@ -18,6 +18,7 @@ from core.models import Department
 from sms import cap, segments
 from sms.csv_import import ContactRow, RowError, parse_contacts
 from sms.engine import aware
+from sms.events import AlertPublished
 from sms.models import (
     Broadcast,
     BroadcastStatus,
@@ -605,3 +606,265 @@ def broadcast_as_cap(broadcast: Broadcast, sender: str) -> bytes:
         ],
     )
     return cap.build(alert)
+
+
+# ---------------------------------------------------------------- directory edits
+#
+# A contact's past deliveries stay readable after an edit or a deletion: each
+# recipient row keeps the name and number it was sent to (a snapshot), and its
+# contact_id becomes NULL when the contact is deleted (ON DELETE SET NULL).
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    return contact
+
+
+async def update_contact(
+    session: AsyncSession,
+    contact_id: int,
+    *,
+    name: str,
+    mobile: str,
+    department: str = "",
+    role: str = "",
+    language: str = "zh",
+    active: bool = True,
+) -> dict[str, tuple[object, object]]:
+    """Change a contact; returns what changed as ``{field: (before, after)}``."""
+    contact = await get_contact(session, contact_id)
+    try:
+        number = normalise_mobile(mobile)
+    except InvalidNumber as exc:
+        raise SmsError(str(exc)) from None
+    if not name.strip():
+        raise SmsError("the name is empty")
+    if language not in ("zh", "en"):
+        raise SmsError(f"language must be zh or en, not {language!r}")
+    if number != contact.mobile and await session.scalar(
+        select(Contact.id).where(Contact.mobile == number, Contact.id != contact.id)
+    ):
+        raise SmsError(f"a contact with mobile {number} already exists")
+    department_id = None
+    if department:
+        found = await department_by_code_or_name(session, department)
+        if found is None:
+            raise SmsError(f"no department {department!r}")
+        department_id = found.id
+    wanted = {
+        "name": name.strip(),
+        "mobile": number,
+        "department_id": department_id,
+        "role": role.strip(),
+        "language": language,
+        "active": active,
+    }
+    changes: dict[str, tuple[object, object]] = {}
+    for key, value in wanted.items():
+        if getattr(contact, key) != value:
+            changes[key] = (getattr(contact, key), value)
+            setattr(contact, key, value)
+    await session.flush()
+    return changes
+
+
+@dataclass(frozen=True)
+class DeletedContact:
+    id: int
+    name: str
+    mobile: str
+    groups: int  # static group memberships removed
+    shifts: int  # roster shifts removed
+    deliveries: int  # recipient rows kept (name and number stay on them)
+
+
+async def delete_contact(session: AsyncSession, contact_id: int) -> DeletedContact:
+    """Remove a contact, its group memberships and roster shifts; keep its deliveries."""
+    contact = await get_contact(session, contact_id)
+    groups = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(GroupMember)
+            .where(GroupMember.contact_id == contact.id)
+        )
+        or 0
+    )
+    shifts = int(
+        await session.scalar(
+            select(func.count()).select_from(DutyShift).where(DutyShift.contact_id == contact.id)
+        )
+        or 0
+    )
+    # Explicit, not left to ON DELETE alone: the rows say the same whatever the backend.
+    kept = await session.execute(
+        update(Recipient)
+        .where(Recipient.contact_id == contact.id)
+        .values(contact_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(delete(GroupMember).where(GroupMember.contact_id == contact.id))
+    await session.execute(delete(DutyShift).where(DutyShift.contact_id == contact.id))
+    gone = DeletedContact(
+        contact.id,
+        contact.name,
+        contact.mobile,
+        groups,
+        shifts,
+        int(kept.rowcount or 0),  # type: ignore[attr-defined]
+    )
+    await session.delete(contact)
+    await session.flush()
+    return gone
+
+
+async def get_group(session: AsyncSession, group_id: int) -> Group:
+    group = await session.get(Group, group_id)
+    if group is None:
+        raise NotFound(f"no group {group_id}")
+    return group
+
+
+async def static_members(session: AsyncSession, group_id: int) -> list[Contact]:
+    """The hand-picked members of a static group (active or not), by name."""
+    return list(
+        await session.scalars(
+            select(Contact)
+            .join(GroupMember, GroupMember.contact_id == Contact.id)
+            .where(GroupMember.group_id == group_id)
+            .order_by(Contact.name, Contact.id)
+        )
+    )
+
+
+async def set_group_members(
+    session: AsyncSession, group_id: int, mobiles: Sequence[str]
+) -> tuple[Group, list[str], list[str]]:
+    """Make a static group's members exactly ``mobiles``; returns (group, added, removed).
+
+    Every number must be a known contact: one unknown number refuses the whole change.
+    """
+    group = await get_group(session, group_id)
+    if group.kind is not GroupKind.STATIC:
+        raise SmsError(
+            f"group {group.name!r} is {group.kind.value}: its members follow its "
+            "department, role or roster, not a list"
+        )
+    wanted: dict[int, str] = {}
+    for mobile in mobiles:
+        if mobile.strip():
+            contact = await contact_by_mobile(session, mobile)
+            wanted[contact.id] = contact.mobile
+    current = {c.id: c.mobile for c in await static_members(session, group.id)}
+    added = [wanted[i] for i in wanted if i not in current]
+    removed = [current[i] for i in current if i not in wanted]
+    gone = [i for i in current if i not in wanted]
+    if gone:
+        await session.execute(
+            delete(GroupMember).where(
+                GroupMember.group_id == group.id, GroupMember.contact_id.in_(gone)
+            )
+        )
+    for contact_id in wanted:
+        if contact_id not in current:
+            session.add(GroupMember(group_id=group.id, contact_id=contact_id))
+    await session.flush()
+    return group, sorted(added), sorted(removed)
+
+
+# ---------------------------------------------------------------- duty log edits
+
+
+async def get_log_entry(session: AsyncSession, entry_id: int) -> DutyLogEntry:
+    entry = await session.get(DutyLogEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"no duty log entry {entry_id}")
+    return entry
+
+
+async def update_log_entry(
+    session: AsyncSession,
+    entry_id: int,
+    *,
+    title: str,
+    happened: str = "",
+    actions: str = "",
+    outcome: str = "",
+) -> DutyLogEntry:
+    """Complete an entry as the incident unfolds (what was done, the outcome)."""
+    entry = await get_log_entry(session, entry_id)
+    if not title.strip():
+        raise SmsError("the title is empty")
+    entry.title, entry.happened = title.strip(), happened
+    entry.actions, entry.outcome = actions, outcome
+    await session.flush()
+    return entry
+
+
+async def link_broadcast(session: AsyncSession, entry_id: int, broadcast_id: int) -> Broadcast:
+    """Record that a broadcast was sent for an incident (or a shift entry)."""
+    entry = await get_log_entry(session, entry_id)
+    broadcast = await get_broadcast(session, broadcast_id)
+    if broadcast.incident_id not in (None, entry.id):
+        raise SmsError(
+            f"broadcast {broadcast_id} already belongs to duty log entry {broadcast.incident_id}"
+        )
+    broadcast.incident_id = entry.id
+    await session.flush()
+    return broadcast
+
+
+# ---------------------------------------------------------------- CAP alerts
+
+
+async def cap_broadcast(
+    session: AsyncSession,
+    *,
+    xml: str,
+    language: str,
+    created_by: str,
+    groups: Sequence[str] = (),
+    departments: Sequence[str] = (),
+    approval_threshold: int,
+    audience: str = "",
+    incident_id: int | None = None,
+) -> tuple[cap.CapAlert, Broadcast]:
+    """Validate a CAP 1.2 document and create its broadcast; nothing is written if invalid.
+
+    Raises :class:`cap.CapError` (the document) or :class:`SmsError` (the audience).
+    """
+    alert = cap.parse(xml.encode("utf-8"))
+    text = alert.text(language)
+    if not text:
+        raise cap.CapError("the alert has no <info> to text")
+    contacts = await resolve_audience(session, groups=groups, departments=departments)
+    broadcast = await create_broadcast(
+        session,
+        body=text,
+        created_by=created_by,
+        contacts=contacts,
+        approval_threshold=approval_threshold,
+        audience=audience,
+        cap_xml=xml,
+        incident_id=incident_id,
+    )
+    return alert, broadcast
+
+
+def alert_event(alert: cap.CapAlert, broadcast_id: int, xml: str) -> AlertPublished:
+    """What the bus hears of a sent CAP alert (kiosks, the command room)."""
+    info = alert.info[0]
+    return AlertPublished(
+        identifier=alert.identifier,
+        sender=alert.sender,
+        headline=info.headline or info.event,
+        description=info.description,
+        instruction=info.instruction,
+        severity=info.severity,
+        urgency=info.urgency,
+        area=info.area,
+        language=info.language,
+        broadcast_id=broadcast_id,
+        cap_xml=xml,
+    )
