@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -157,7 +158,7 @@ def mount(app: web.Application) -> None:
     console.add_page(router, DIRECTORY, directory_page)
 
     def saved(path: str, what: str) -> web.HTTPSeeOther:
-        return web.HTTPSeeOther(f"{path}?saved={what}")
+        return web.HTTPSeeOther(f"{path}?saved={quote(what)}")
 
     async def add_contact(request: web.Request) -> web.StreamResponse:
         identity = signed_in(request, DIRECTORY_WRITERS, DIRECTORY.path)
@@ -284,7 +285,7 @@ def mount(app: web.Application) -> None:
                 shifts=gone.shifts,
                 deliveries_kept=gone.deliveries,
             )
-        raise web.HTTPSeeOther(f"{DIRECTORY.path}?deleted={gone.mobile}")
+        raise web.HTTPSeeOther(f"{DIRECTORY.path}?deleted={quote(gone.mobile)}")
 
     async def add_group(request: web.Request) -> web.StreamResponse:
         identity = signed_in(request, DIRECTORY_WRITERS, DIRECTORY.path)
