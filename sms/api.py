@@ -19,6 +19,7 @@ from core.web import API, CONSOLE, CTX, client_address
 from sms import cap, console, service
 from sms.csv_import import CsvFormatError
 from sms.engine import apply_provider_status
+from sms.escalation import call_counts
 from sms.models import Broadcast, DutyLogEntry, GroupKind, LogKind
 from sms.runtime import SMS_RUNTIME
 from sms.states import from_provider
@@ -44,6 +45,8 @@ class ContactIn(BaseModel):
     department: str = ""
     role: str = Field("", max_length=64)
     language: str = Field("zh", pattern="^(zh|en)$")
+    # The number the exchange rings on escalation (a desk extension); empty: the mobile.
+    extension: str = Field("", max_length=16)
 
 
 class ContactOut(BaseModel):
@@ -54,6 +57,7 @@ class ContactOut(BaseModel):
     active: bool = True
     role: str
     language: str
+    extension: str
 
 
 class CsvIn(BaseModel):
@@ -108,6 +112,11 @@ class Compose(BaseModel):
 class BroadcastIn(Compose):
     send_at: dt.datetime | None = None
     incident_id: int | None = None
+    # Escalation: after this many minutes, whoever has not acknowledged is called
+    # (escalate_call) and/or the alert goes to a backup group (escalate_group); once.
+    escalate_after_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60)
+    escalate_call: bool = False
+    escalate_group: str = Field("", max_length=100)
 
 
 class PreviewOut(BaseModel):
@@ -136,10 +145,30 @@ class BroadcastOut(BaseModel):
     recipient_count: int
     audience: str
     incident_id: int | None
+    escalate_after_seconds: int | None = None
+    escalate_call: bool = False
+    escalate_group: str = ""
+    escalate_at: dt.datetime | None = None
+    escalated_at: dt.datetime | None = None
+    escalation_note: str = ""
 
 
 class ProgressOut(BroadcastOut):
     counts: dict[str, int]
+    calls: dict[str, int]  # escalation calls per state (pending ... answered, busy)
+
+
+class CallOut(BaseModel):
+    """A recipient's escalation call: its state (pending, dialling) or its outcome."""
+
+    state: str  # pending claimed dialling answered busy no_answer failed skipped interrupted
+    number: str
+    attempts: int
+    sip_status: int | None
+    detail: str
+    dialled_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    talk_seconds: float | None
 
 
 class RecipientOut(BaseModel):
@@ -152,6 +181,8 @@ class RecipientOut(BaseModel):
     error: str
     updated_at: dt.datetime
     acknowledged_at: dt.datetime | None
+    wave: int = 0  # 0: the audience; 1: added by escalation (the backup group)
+    call: CallOut | None = None
 
 
 class LogIn(BaseModel):
@@ -484,6 +515,9 @@ def mount(app: web.Application) -> None:
     # ---------------------------------------------------------- broadcasts
 
     async def create_broadcast(request: web.Request, identity: Identity, body: BroadcastIn) -> Any:
+        if body.escalate_call and app[SMS_RUNTIME].escalation.dialer is None:
+            raise ApiError(422, "escalation by call needs the telephony service (voip)")
+        after = body.escalate_after_minutes
         async with ctx.db.session() as session:
             try:
                 text, contacts = await composed(session, body)
@@ -496,6 +530,9 @@ def mount(app: web.Application) -> None:
                     send_at=body.send_at,
                     audience=_audience(body),
                     incident_id=body.incident_id,
+                    escalate_after_seconds=max(1, round(after * 60)) if after else None,
+                    escalate_call=body.escalate_call,
+                    escalate_group=body.escalate_group.strip(),
                 )
             except service.SmsError as exc:
                 raise _refuse(exc) from None
@@ -552,14 +589,15 @@ def mount(app: web.Application) -> None:
             except service.SmsError as exc:
                 raise _refuse(exc) from None
             counts = await service.state_counts(session, broadcast.id)
-        return ProgressOut(**_broadcast_out(broadcast).model_dump(), counts=counts)
+            calls = await call_counts(session, broadcast.id)
+        return ProgressOut(**_broadcast_out(broadcast).model_dump(), counts=counts, calls=calls)
 
     api.add(
         router,
         "GET",
         "/api/sms/broadcasts/{id}",
         progress,
-        summary="A broadcast with its recipients counted per state",
+        summary="A broadcast with its recipients and escalation calls counted per state",
         tag="sms",
         response=ProgressOut,
     )
@@ -568,14 +606,21 @@ def mount(app: web.Application) -> None:
         offset = int(request.query.get("offset", "0") or 0)
         async with ctx.db.session() as session:
             rows = await service.recipients_of(session, broadcast_id(request), 500, offset)
-        return [RecipientOut.model_validate(r, from_attributes=True) for r in rows]
+        return [
+            RecipientOut.model_validate(recipient, from_attributes=True).model_copy(
+                update={
+                    "call": CallOut.model_validate(call, from_attributes=True) if call else None
+                }
+            )
+            for recipient, call in rows
+        ]
 
     api.add(
         router,
         "GET",
         "/api/sms/broadcasts/{id}/recipients",
         recipients,
-        summary="Per-recipient delivery states (500 per page, ?offset=)",
+        summary="Per-recipient delivery states and escalation calls (500 per page, ?offset=)",
         tag="sms",
         response=list[RecipientOut],
     )

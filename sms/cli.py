@@ -12,6 +12,7 @@ from core.cli import CLI_ACTOR, CliError
 from core.context import AppContext
 from sms import service
 from sms.csv_import import CsvFormatError
+from sms.escalation import call_counts
 
 
 async def _import(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ async def _import(ctx: AppContext, args: argparse.Namespace) -> int:
 async def _send(ctx: AppContext, args: argparse.Namespace) -> int:
     if not args.group and not args.department:
         raise CliError("say whom to text: --group NAME or --department CODE")
+    after = args.escalate_after
     async with ctx.db.session() as session:
         try:
             contacts = await service.resolve_audience(
@@ -58,6 +60,9 @@ async def _send(ctx: AppContext, args: argparse.Namespace) -> int:
                 contacts=contacts,
                 approval_threshold=ctx.settings.sms_approval_threshold,
                 audience=_audience(args),
+                escalate_after_seconds=max(1, round(after * 60)) if after else None,
+                escalate_call=args.call,
+                escalate_group=args.backup_group or "",
             )
         except service.SmsError as exc:
             raise CliError(str(exc)) from None
@@ -85,12 +90,17 @@ async def _status(ctx: AppContext, args: argparse.Namespace) -> int:
         except service.SmsError as exc:
             raise CliError(str(exc)) from None
         counts = await service.state_counts(session, args.id)
+        calls = await call_counts(session, args.id)
     print(
         f"broadcast {broadcast.id}: {broadcast.status.value}, "
         f"{broadcast.recipient_count} recipients"
     )
     for state, count in counts.items():
         print(f"{state}\t{count}")
+    if broadcast.escalated_at is not None:
+        print(f"escalation: {broadcast.escalation_note}")
+    for state, count in calls.items():
+        print(f"call {state}\t{count}")
     return 0
 
 
@@ -128,6 +138,10 @@ def add_cli(commands: Any) -> None:
     audience.add_argument("--group", action="append", help="group name")
     audience.add_argument("--department", action="append", help="department code")
     send.add_argument("--text", required=True)
+    escalation = send.add_argument_group("escalation (once, for whoever has not acknowledged)")
+    escalation.add_argument("--escalate-after", type=float, metavar="MINUTES")
+    escalation.add_argument("--call", action="store_true", help="the exchange calls them")
+    escalation.add_argument("--backup-group", metavar="NAME", help="text this group too")
     send.set_defaults(run=_send)
     status = sms.add_parser("status", help="recipients per delivery state")
     status.add_argument("id", type=int)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +47,20 @@ class BroadcastStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class CallState(enum.StrEnum):
+    """An escalation call of one recipient (sms.escalation): open states, then one outcome."""
+
+    PENDING = "pending"  # to be called
+    CLAIMED = "claimed"  # a node took it; nothing rang yet (a crash here: tried again)
+    DIALLING = "dialling"  # the number was about to ring (a crash here: never called again)
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # acknowledged (or cancelled) before the call
+    INTERRUPTED = "interrupted"  # the server stopped during the call: not called again
+
+
 class LogKind(enum.StrEnum):
     SHIFT = "shift"
     INCIDENT = "incident"
@@ -63,6 +78,8 @@ class Contact(Base):
     role: Mapped[str] = mapped_column(String(64), default="", index=True)
     language: Mapped[str] = mapped_column(String(8), default="zh")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The number the exchange rings on escalation (a desk extension); empty: the mobile.
+    extension: Mapped[str] = mapped_column(String(32), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -148,6 +165,14 @@ class Broadcast(Base):
         ForeignKey("sms_duty_log.id", ondelete="SET NULL"), index=True
     )
     cap_xml: Mapped[str | None] = mapped_column(Text)
+    # Escalation (sms.escalation): after this many seconds the unacknowledged are called
+    # and/or the backup group is texted, once; escalate_at is set when sending begins.
+    escalate_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    escalate_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    escalate_group: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    escalate_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation_note: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
 
 class Recipient(Base):
@@ -178,6 +203,37 @@ class Recipient(Base):
     error: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # 0: the broadcast's audience; 1: added by escalation (the backup group).
+    wave: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class EscalationCall(Base):
+    """The escalation call of one recipient: at most one per recipient, ever."""
+
+    __tablename__ = "sms_escalation_calls"
+    __table_args__ = (Index("ix_sms_escalation_calls_work", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(
+        ForeignKey("sms_broadcasts.id", ondelete="CASCADE"), index=True
+    )
+    recipient_id: Mapped[int] = mapped_column(
+        ForeignKey("sms_recipients.id", ondelete="CASCADE"), unique=True
+    )
+    number: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    state: Mapped[CallState] = mapped_column(_enum(CallState, "sms_call_state", 16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    dialled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sip_status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    call_id: Mapped[str | None] = mapped_column(String(200))
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class InboundMessage(Base):

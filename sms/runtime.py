@@ -1,4 +1,4 @@
-"""The running pieces of the sms service on one node: provider, engine, callback checks."""
+"""The running pieces of the sms service on one node: provider, engine, escalation, callbacks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 
 from core.context import AppContext
 from sms.engine import DeliveryEngine
+from sms.escalation import EscalationRunner
 from sms.providers import Provider, make_provider, public_base_url
 
 
@@ -21,6 +22,7 @@ class SmsRuntime:
     provider: Provider
     engine: DeliveryEngine
     public_url: str
+    escalation: EscalationRunner
 
     @classmethod
     def create(cls, ctx: AppContext) -> SmsRuntime:
@@ -30,7 +32,11 @@ class SmsRuntime:
         engine = DeliveryEngine(
             ctx.db, provider, settings, ctx.state, base, node=settings.node_name
         )
-        return cls(ctx, provider, engine, base)
+        # The dialer (voip.place_call) is bound by sms.setup when voip is installed.
+        escalation = EscalationRunner(
+            ctx.db, None, node=settings.node_name, on_new_recipients=engine.wake.set
+        )
+        return cls(ctx, provider, engine, base, escalation)
 
     def signature_valid(self, request: web.Request, params: dict[str, str]) -> bool:
         """X-Twilio-Signature over the URL the provider called (our public URL) and the form."""

@@ -7,6 +7,7 @@ API handler or a CLI command writes the change and its audit entry together.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from core.models import Department
 from sms import cap, segments
 from sms.csv_import import ContactRow, RowError, parse_contacts
 from sms.engine import aware
+from sms.escalation import cancel_calls
 from sms.events import AlertPublished
 from sms.models import (
     Broadcast,
@@ -25,6 +27,7 @@ from sms.models import (
     Contact,
     DutyLogEntry,
     DutyShift,
+    EscalationCall,
     Group,
     GroupKind,
     GroupMember,
@@ -39,6 +42,8 @@ from sms.states import DeliveryState, sources_of
 # Replies that acknowledge an alert: digits, English, Chinese (case and spaces ignored).
 ACK_WORDS = frozenset({"1", "ok", "okay", "yes", "y", "收到", "已收到", "好", "确认", "收"})
 MAX_BODY = 1600  # Twilio's limit for one message body
+MAX_ESCALATION_SECONDS = 7 * 24 * 3600
+EXTENSION = re.compile(r"^[0-9]{2,16}$")
 
 
 class SmsError(ValueError):
@@ -66,11 +71,15 @@ async def add_contact(
     department: str = "",
     role: str = "",
     language: str = "zh",
+    extension: str = "",
 ) -> Contact:
     try:
         number = normalise_mobile(mobile)
     except InvalidNumber as exc:
         raise SmsError(str(exc)) from None
+    extension = extension.strip()
+    if extension and not EXTENSION.fullmatch(extension):
+        raise SmsError(f"extension {extension!r}: 2 to 16 digits, as the exchange dials it")
     if await session.scalar(select(Contact.id).where(Contact.mobile == number)):
         raise SmsError(f"a contact with mobile {number} already exists")
     department_id = None
@@ -86,6 +95,7 @@ async def add_contact(
         role=role.strip(),
         language=language,
         active=True,
+        extension=extension,
     )
     session.add(contact)
     await session.flush()
@@ -327,8 +337,15 @@ async def create_broadcast(
     audience: str = "",
     incident_id: int | None = None,
     cap_xml: str | None = None,
+    escalate_after_seconds: int | None = None,
+    escalate_call: bool = False,
+    escalate_group: str = "",
 ) -> Broadcast:
-    """Create the broadcast and one queued row per recipient, in the caller's transaction."""
+    """Create the broadcast and one queued row per recipient, in the caller's transaction.
+
+    With ``escalate_after_seconds``, whoever has not acknowledged by then is called
+    (``escalate_call``) and/or the alert goes to ``escalate_group`` (sms.escalation).
+    """
     text = body.strip()
     if not text:
         raise SmsError("the message is empty")
@@ -340,6 +357,7 @@ async def create_broadcast(
     send_at = send_at or now
     if send_at.tzinfo is None:
         raise SmsError("send_at needs a time zone")
+    await check_escalation(session, escalate_after_seconds, escalate_call, escalate_group)
     needs_approval = bool(approval_threshold) and len(contacts) > approval_threshold
     if needs_approval:
         status = BroadcastStatus.PENDING_APPROVAL
@@ -360,7 +378,12 @@ async def create_broadcast(
         audience=audience[:500],
         incident_id=incident_id,
         cap_xml=cap_xml,
+        escalate_after_seconds=escalate_after_seconds,
+        escalate_call=escalate_call,
+        escalate_group=escalate_group,
     )
+    if status is not BroadcastStatus.PENDING_APPROVAL:
+        broadcast.escalate_at = escalation_due(broadcast, now)
     session.add(broadcast)
     await session.flush()
     rows = [
@@ -383,6 +406,29 @@ async def create_broadcast(
     return broadcast
 
 
+async def check_escalation(
+    session: AsyncSession, after_seconds: int | None, call: bool, group: str
+) -> None:
+    if after_seconds is None:
+        if call or group:
+            raise SmsError("escalation needs a time: escalate after how many minutes")
+        return
+    if not 0 < after_seconds <= MAX_ESCALATION_SECONDS:
+        raise SmsError("escalation comes after 1 second to 7 days")
+    if not call and not group:
+        raise SmsError("escalation needs an action: a call, a backup group, or both")
+    if group and not await session.scalar(select(Group.id).where(Group.name == group)):
+        raise NotFound(f"no group {group!r} for escalation")
+
+
+def escalation_due(broadcast: Broadcast, now: dt.datetime) -> dt.datetime | None:
+    """When the wave is due: N seconds after sending begins (not before its send time)."""
+    if broadcast.escalate_after_seconds is None:
+        return None
+    start = max(aware(broadcast.send_at), now)
+    return start + dt.timedelta(seconds=broadcast.escalate_after_seconds)
+
+
 async def get_broadcast(session: AsyncSession, broadcast_id: int) -> Broadcast:
     broadcast = await session.get(Broadcast, broadcast_id)
     if broadcast is None:
@@ -399,6 +445,7 @@ async def approve_broadcast(session: AsyncSession, broadcast_id: int, approver: 
     if approver == broadcast.created_by:
         raise SmsError("a second duty officer must approve; you composed this broadcast")
     broadcast.approved_by = approver
+    broadcast.escalate_at = escalation_due(broadcast, utcnow())
     broadcast.status = (
         BroadcastStatus.SCHEDULED
         if aware(broadcast.send_at) > utcnow()
@@ -423,6 +470,7 @@ async def cancel_broadcast(session: AsyncSession, broadcast_id: int) -> int:
         .values(state=DeliveryState.CANCELLED, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    await cancel_calls(session, broadcast_id)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -439,16 +487,17 @@ async def state_counts(session: AsyncSession, broadcast_id: int) -> dict[str, in
 
 async def recipients_of(
     session: AsyncSession, broadcast_id: int, limit: int = 500, offset: int = 0
-) -> list[Recipient]:
-    return list(
-        await session.scalars(
-            select(Recipient)
-            .where(Recipient.broadcast_id == broadcast_id)
-            .order_by(Recipient.id)
-            .limit(limit)
-            .offset(offset)
-        )
+) -> list[tuple[Recipient, EscalationCall | None]]:
+    """Recipients in order, each with its escalation call (None: not called)."""
+    rows = await session.execute(
+        select(Recipient, EscalationCall)
+        .outerjoin(EscalationCall, EscalationCall.recipient_id == Recipient.id)
+        .where(Recipient.broadcast_id == broadcast_id)
+        .order_by(Recipient.id)
+        .limit(limit)
+        .offset(offset)
     )
+    return [(recipient, call) for recipient, call in rows]
 
 
 async def history(session: AsyncSession, limit: int = 50) -> list[Broadcast]:

@@ -169,6 +169,8 @@ class Originations:
         self.server = server
         self.pbx = pbx
         self.speech = Prompts(ctx.settings.path("media", "alerts"))
+        # One synthesis at a time: calls of one wave speak the same text into the same file.
+        self._speaking = asyncio.Lock()
         self._pending: dict[str, _Pending] = {}
         self._router: OriginationRouter | None = None
         self.running = False
@@ -250,27 +252,16 @@ class Originations:
         if (isinstance(decision, ToExtension) and decision.via_short_code is None) or (
             isinstance(decision, Refused) and decision.status == 404
         ):
-            route: Route = await self._to_extension(number)
+            route: Route = await exchange._to_extension(number)
         else:
             route = await exchange.route(pending.caller, number, request)
             if route is None:
-                route = await self._to_extension(number)
+                route = await exchange._to_extension(number)
         if isinstance(route, Forward):
             route.ring_seconds = pending.ring_seconds
             route.next_step = None  # no forwarding, voicemail or ring group after it
             route.on_end.extend(pending.on_end)
         return route
-
-    async def _to_extension(self, number: str) -> Route:
-        callee = await self.server.accounts.get(number)
-        if callee is None or not callee.enabled:
-            return Refusal(404, Disposition.NOT_FOUND)
-        contacts = await self.server.location.lookup(callee.number)
-        instance = self.server.instance
-        targets = [(c.uri, flow) for c in contacts if (flow := c.flow(instance)) is not None]
-        if not targets:
-            return Refusal(480, Disposition.UNAVAILABLE)
-        return Forward(callee=callee, targets=targets)
 
     # -- placing a call ----------------------------------------------------------------------
 
@@ -335,7 +326,8 @@ class Originations:
             return failed("nothing to say")
         try:
             self.speech.folder.mkdir(parents=True, exist_ok=True)
-            speech = await self.speech.speak(text.strip(), "en" if language == "en" else "zh")
+            async with self._speaking:  # the file of a text already spoken is used as is
+                speech = await self.speech.speak(text.strip(), "en" if language == "en" else "zh")
         except Exception as error:  # espeak-ng or ffmpeg missing or failing
             log.exception("originate.speech_failed")
             return failed(f"speech failed: {error}"[:200])

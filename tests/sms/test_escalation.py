@@ -1,0 +1,359 @@
+"""Escalation waves without a telephone: the backup group, and durability across crashes.
+
+The dialer here is a stand-in for ``voip.place_call`` that keeps a log of whom it
+rang (tests/sms/test_escalation_calls.py has the real exchange and phones). Crashes
+are simulated the way they look in the database: a claim or a "dialling" mark whose
+claimant never comes back, and whose lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
+
+from core import migrations
+from core.context import AppContext
+from core.db import Database, utcnow
+from core.models import Department, Role
+from sms import service
+from sms.escalation import DialResult, EscalationRunner
+from sms.models import Broadcast, CallState, EscalationCall, Recipient
+from sms.runtime import SMS_RUNTIME
+from sms.states import DeliveryState
+
+
+class FakeDialer:
+    """Rings nobody; records each number it was asked to dial (after before_dial said yes)."""
+
+    def __init__(self, result: str = "answered", dialled: bool = True) -> None:
+        self.result = result
+        self.dialled = dialled
+        self.rang: list[str] = []
+        self.hold: asyncio.Event | None = None  # set: the "call" lasts until released
+
+    async def __call__(
+        self,
+        *,
+        number: str,
+        text: str,
+        language: str,
+        caller_name: str,
+        ring_seconds: float,
+        max_seconds: float,
+        before_dial: Callable[[], Awaitable[bool]],
+    ) -> DialResult:
+        assert text and caller_name
+        if self.dialled and not await before_dial():
+            return DialResult("cancelled", False)
+        if self.dialled:
+            self.rang.append(number)
+        if self.hold is not None:
+            await self.hold.wait()
+        status = {"answered": 200, "busy": 486}.get(self.result, 480)
+        return DialResult(self.result, self.dialled, status, self.result, None, 1.0)
+
+
+async def _officer(ctx: AppContext, client: TestClient) -> dict[str, str]:
+    async with ctx.db.session() as session:
+        await ctx.auth.create_user(session, "duty", "password-123", Role.DUTY_OFFICER)
+        session.add(Department(code="EMERG", name="应急管理局"))
+    response = await client.post(
+        "/api/auth/login", json={"username": "duty", "password": "password-123"}
+    )
+    return {"X-CSRF-Token": (await response.json())["csrf_token"]}
+
+
+async def _until(check: Callable[[], Awaitable[Any]], seconds: float = 20) -> Any:
+    for _ in range(int(seconds * 10)):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {check}")
+
+
+async def test_backup_group_gets_the_alert_once_and_the_acknowledged_are_not_called(
+    app_context: AppContext, client: TestClient
+) -> None:
+    ctx = app_context
+    headers = await _officer(ctx, client)
+    dialer = FakeDialer()
+    runner = client.app[SMS_RUNTIME].escalation
+    runner.dialer = dialer
+    runner.poll_seconds = 0.2
+    async with ctx.db.session() as session:
+        for name, mobile, extension in (
+            ("甲", "13800000001", "1001"),
+            ("乙", "13800000002", ""),
+            ("丙", "13800000003", "1003"),
+            ("丁", "13800000004", ""),
+            ("戊", "13800000005", ""),
+        ):
+            await service.add_contact(
+                session, name=name, mobile=mobile, department="EMERG", extension=extension
+            )
+        # The backup group holds one of the audience (乙) and two others.
+        await service.add_group(
+            session, "backup", members=["13800000002", "13800000004", "13800000005"]
+        )
+    created = await client.post(
+        "/api/sms/broadcasts",
+        headers=headers,
+        json={
+            "text": "台风红色预警，请留在室内。",
+            "mobiles": ["13800000001", "13800000002", "13800000003"],
+            "escalate_after_minutes": 0.1,
+            "escalate_call": True,
+            "escalate_group": "backup",
+        },
+    )
+    assert created.status == 201, await created.text()
+    broadcast = await created.json()
+    assert broadcast["escalate_after_seconds"] == 6 and broadcast["escalate_at"]
+
+    async def delivered() -> bool:
+        async with ctx.db.session() as session:
+            counts = await service.state_counts(session, broadcast["id"])
+        return counts["delivered"] == 3
+
+    await _until(delivered)
+    async with ctx.db.session() as session:  # 甲 answers the text: not escalated
+        await service.record_reply(
+            session, provider_sid="SM-ack-1", from_mobile="13800000001", body="收到"
+        )
+
+    async def escalated() -> Any:
+        progress = await (await client.get(f"/api/sms/broadcasts/{broadcast['id']}")).json()
+        done = progress["calls"].get("answered") == 2 and progress["counts"]["delivered"] == 4
+        return progress if done and progress["status"] == "completed" else None
+
+    progress = await _until(escalated)
+    assert progress["escalated_at"] and progress["recipient_count"] == 5
+    assert "2 unacknowledged" in progress["escalation_note"]
+    assert sorted(dialer.rang) == ["+8613800000002", "1003"]
+    rows = await (await client.get(f"/api/sms/broadcasts/{broadcast['id']}/recipients")).json()
+    by_mobile = {row["mobile"]: row for row in rows}
+    assert by_mobile["+8613800000001"]["call"] is None  # acknowledged: never called
+    assert by_mobile["+8613800000002"]["call"]["state"] == "answered"
+    assert by_mobile["+8613800000003"]["call"]["number"] == "1003"  # the desk phone
+    assert [row["wave"] for row in rows] == [0, 0, 0, 1, 1]
+    # Everyone got the text once: 乙 was in both the audience and the backup group.
+    log = (Path(ctx.settings.data_dir) / "sms-console.log").read_text()
+    for mobile in ("+8613800000002", "+8613800000004", "+8613800000005"):
+        assert log.count(mobile) == 1
+    assert "+8613800000001" in log
+
+    # A broadcast everybody acknowledges escalates to no one.
+    second = await (
+        await client.post(
+            "/api/sms/broadcasts",
+            headers=headers,
+            json={
+                "text": "演练结束。",
+                "mobiles": ["13800000001"],
+                "escalate_after_minutes": 0.1,
+                "escalate_group": "backup",
+            },
+        )
+    ).json()
+
+    async def acknowledged() -> bool:
+        async with ctx.db.session() as session:
+            reply = await service.record_reply(
+                session, provider_sid=f"SM-ack-{utcnow().timestamp()}", from_mobile="13800000001",
+                body="ok",
+            )  # fmt: skip
+        return reply is not None and reply.broadcast_id == second["id"]
+
+    await _until(acknowledged)
+
+    async def quiet() -> Any:
+        progress = await (await client.get(f"/api/sms/broadcasts/{second['id']}")).json()
+        return progress if progress["escalated_at"] else None
+
+    progress = await _until(quiet)
+    assert progress["escalation_note"] == "everyone had acknowledged"
+    assert progress["recipient_count"] == 1 and progress["calls"] == {}
+
+
+async def test_escalation_is_refused_without_an_action_or_a_known_group(
+    app_context: AppContext, client: TestClient
+) -> None:
+    headers = await _officer(app_context, client)
+    async with app_context.db.session() as session:
+        await service.add_contact(session, name="甲", mobile="13800000001", department="EMERG")
+    base = {"text": "x", "mobiles": ["13800000001"]}
+    for extra, words in (
+        ({"escalate_after_minutes": 5}, "needs an action"),
+        ({"escalate_call": True}, "needs a time"),
+        ({"escalate_after_minutes": 5, "escalate_group": "nobody"}, "no group"),
+    ):
+        response = await client.post("/api/sms/broadcasts", headers=headers, json=base | extra)
+        assert response.status in (404, 422) and words in await response.text(), extra
+    bad = await client.post(
+        "/api/sms/contacts",
+        headers=headers,
+        json={"name": "乙", "mobile": "13800000002", "extension": "12ab"},
+    )
+    assert bad.status == 422
+
+
+# ---------------------------------------------------------------- durability
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    await migrations.upgrade_async(database_url)
+    db = Database(database_url)
+    yield db
+    await db.close()
+
+
+async def _due_broadcast(db: Database, mobiles: list[str], *, acknowledged: int = 0) -> int:
+    """A broadcast delivered to ``mobiles`` whose escalation (a call) is due now."""
+    async with db.session() as session:
+        contacts = [
+            await service.add_contact(session, name=f"人员{i}", mobile=m)
+            for i, m in enumerate(mobiles)
+        ]
+        broadcast = await service.create_broadcast(
+            session,
+            body="请立即到岗。",
+            created_by="duty",
+            contacts=contacts,
+            approval_threshold=0,
+            escalate_after_seconds=60,
+            escalate_call=True,
+        )
+        broadcast_id = broadcast.id
+    async with db.session() as session:
+        await session.execute(
+            update(Recipient)
+            .where(Recipient.broadcast_id == broadcast_id)
+            .values(state=DeliveryState.DELIVERED)
+        )
+        await session.execute(
+            update(Broadcast)
+            .where(Broadcast.id == broadcast_id)
+            .values(escalate_at=utcnow() - dt.timedelta(seconds=1))
+        )
+        first = list(
+            await session.scalars(
+                select(Recipient.id)
+                .where(Recipient.broadcast_id == broadcast_id)
+                .order_by(Recipient.id)
+                .limit(acknowledged)
+            )
+        )
+        await session.execute(
+            update(Recipient)
+            .where(Recipient.id.in_(first))
+            .values(state=DeliveryState.ACKNOWLEDGED)
+        )
+    return broadcast_id
+
+
+async def _calls(db: Database) -> dict[str, str]:
+    async with db.session() as session:
+        rows = await session.execute(select(EscalationCall.number, EscalationCall.state))
+        return {number: CallState(state).value for number, state in rows}
+
+
+async def _expire_leases(db: Database) -> None:
+    async with db.session() as session:
+        await session.execute(
+            update(EscalationCall)
+            .where(EscalationCall.lease_until.is_not(None))
+            .values(lease_until=utcnow() - dt.timedelta(seconds=1))
+        )
+
+
+async def test_two_nodes_run_one_wave(database: Database) -> None:
+    broadcast_id = await _due_broadcast(
+        database, ["13800000001", "13800000002", "13800000003"], acknowledged=1
+    )
+    nodes = [EscalationRunner(database, FakeDialer(), node=f"n{i}") for i in range(3)]
+    ran = await asyncio.gather(*(node.run_wave(broadcast_id) for node in nodes))
+    assert sorted(ran) == [0, 0, 1]
+    assert await _calls(database) == {
+        "+8613800000002": "pending",
+        "+8613800000003": "pending",
+    }
+    assert await asyncio.gather(*(node.run_due_waves() for node in nodes)) == [0, 0, 0]
+
+
+async def test_a_crash_before_dialling_calls_again_and_after_dialling_never(
+    database: Database,
+) -> None:
+    await _due_broadcast(database, ["13800000001", "13800000002", "13800000003"])
+    crashed = EscalationRunner(database, None, node="crashed")
+    await crashed.run_due_waves()
+    # The first node claims two calls and dies before anything rang...
+    claimed = await crashed.claim(2)
+    assert len(claimed) == 2
+    # ...or, for the third, dies while it rang: its dialling mark is committed.
+    third = (await crashed.claim(1))[0]
+    assert await crashed._mark_dialling(third)
+    assert sorted((await _calls(database)).values()) == ["claimed", "claimed", "dialling"]
+
+    survivor = EscalationRunner(database, FakeDialer(), node="survivor")
+    await survivor.tick()  # leases still running: the survivor leaves them alone
+    await survivor.drain()
+    assert survivor.dialer.rang == []  # type: ignore[union-attr]
+    await _expire_leases(database)
+    await survivor.recover()
+    states = await _calls(database)
+    assert states[third.number] == "interrupted"  # may have rung: never again
+    await survivor.tick()
+    await survivor.drain()
+    assert sorted(survivor.dialer.rang) == sorted(r.number for r in claimed)  # type: ignore[union-attr]
+    states = await _calls(database)
+    assert sorted(states.values()) == ["answered", "answered", "interrupted"]
+    # Nothing is left to do, however often the nodes look.
+    for _ in range(3):
+        await _expire_leases(database)
+        await survivor.tick()
+        await survivor.drain()
+    assert len(survivor.dialer.rang) == 2  # type: ignore[union-attr]
+
+
+async def test_an_acknowledgement_before_the_call_skips_it(database: Database) -> None:
+    broadcast_id = await _due_broadcast(database, ["13800000001", "13800000002"])
+    dialer = FakeDialer()
+    runner = EscalationRunner(database, dialer, node="n")
+    await runner.run_due_waves()
+    [first, second] = await runner.claim(2)
+    async with database.session() as session:  # both reply while their calls are prepared
+        await session.execute(
+            update(Recipient)
+            .where(Recipient.broadcast_id == broadcast_id)
+            .values(state=DeliveryState.ACKNOWLEDGED)
+        )
+    await runner.call(first)  # seen before dialling
+    assert not await runner._mark_dialling(second)  # refused at the last moment
+    await runner.call(second)
+    assert dialer.rang == []
+    assert sorted((await _calls(database)).values()) == ["skipped", "skipped"]
+
+
+async def test_a_call_that_never_started_is_retried_then_recorded(database: Database) -> None:
+    await _due_broadcast(database, ["13800000001"])
+    pool_full = FakeDialer(result="busy", dialled=False)  # voip: media workers full
+    runner = EscalationRunner(database, pool_full, node="n")
+    runner.retry_seconds = 0.0
+    runner.max_attempts = 3
+    await runner.run_due_waves()
+    for _ in range(5):
+        await runner.tick()
+        await runner.drain()
+    async with database.session() as session:
+        call = await session.scalar(select(EscalationCall))
+    assert call is not None
+    assert (call.state, call.attempts, call.sip_status) == (CallState.BUSY, 3, 486)
+    assert pool_full.rang == []
