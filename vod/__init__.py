@@ -23,9 +23,11 @@ from core.npm import npm_file
 from core.web import CONSOLE, CTX, I18N
 from vod import api
 from vod.cli import add_cli
+from vod.metrics import VodMetrics
 from vod.models import Kind, Level
 from vod.runtime import VodRuntime
 from vod.service import VodError, VodService
+from vod.stations import MESSAGES as STATION_MESSAGES
 
 SIGNED_PREFIX = api.SIGNED_PREFIX
 
@@ -126,8 +128,10 @@ VOD = api.VOD
 
 def setup(app: web.Application) -> None:
     app[I18N].add(MESSAGES)
+    app[I18N].add(STATION_MESSAGES)
     app[CONSOLE].add_templates("vod", Path(__file__).parent / "templates")
-    runtime = VodRuntime(app[CTX])
+    # Registered once per application, on the server's /metrics.
+    runtime = VodRuntime(app[CTX], metrics=VodMetrics(app[CTX].metrics))
     app[VOD] = runtime
     api.mount(app, runtime)
     # Background work starts after the context (core's lifecycle wraps every other).

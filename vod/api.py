@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from core.models import Role
 from core.npm import add_npm_route
 from core.web import API, CONSOLE, CTX, client_address
 from media import hls
+from vod import console
 from vod.models import Capture, Kind, Level, Schedule
 from vod.runtime import VodRuntime
 from vod.service import ItemView, VodError, VodService, as_utc
@@ -198,6 +200,8 @@ async def serve_media(
     await service.mark_playing(key)
     if path == hls.MASTER_NAME and request.method == "GET" and not request.http_range.start:
         await service.count_view(key)
+    if service.metrics is not None:
+        service.metrics.served(path, _bytes_asked(request, file), public=public)
     scope = "public" if public else "private"
     # Segments and finished VOD playlists never change; only expiry removes them.
     cache = (
@@ -206,6 +210,16 @@ async def serve_media(
     return web.FileResponse(
         file, headers={"Content-Type": hls.mime_type(path), "Cache-Control": cache}
     )
+
+
+def _bytes_asked(request: web.Request, file: Path) -> int:
+    """What a media request will be sent: the file, or the part its Range names."""
+    size = file.stat().st_size
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return size
+    return len(range(size)[wanted])
 
 
 def add_signed_media_route(router: web.UrlDispatcher, service: VodService, prefix: str) -> None:
@@ -590,7 +604,7 @@ def mount(app: web.Application, runtime: VodRuntime) -> None:
 
     # ---- console ---------------------------------------------------------------
 
-    async def console_page(request: web.Request) -> Mapping[str, Any]:
+    async def page_values(request: web.Request) -> dict[str, Any]:
         try:
             query = ItemQuery.model_validate(
                 {k: v for k, v in request.query.items() if v and k in ItemQuery.model_fields}
@@ -612,6 +626,7 @@ def mount(app: web.Application, runtime: VodRuntime) -> None:
             days = await service.days_with_items(session)
             jobs = await service.list_jobs(session, limit=20)
             captures = await service.recent_captures(session, limit=10)
+            station_windows = await service.station_windows(session)
         return {
             "captures": captures,
             "stations": stations,
@@ -624,9 +639,16 @@ def mount(app: web.Application, runtime: VodRuntime) -> None:
             "zone": service.zone,
             "as_local": lambda value: as_utc(value).astimezone(service.zone),
             "max_upload_mb": ctx.settings.vod_max_upload_mb,
+            "station_windows": station_windows,
+            "end_of": console.window_end,
+            **console.page_extras(request, ctx.settings),
         }
 
+    async def console_page(request: web.Request) -> Mapping[str, Any]:
+        return await page_values(request)
+
     app[CONSOLE].add_page(router, PAGE, console_page)
+    console.mount(app, service, PAGE, page_values)
 
 
 def _item_id(request: web.Request) -> int:

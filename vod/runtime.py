@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from core.context import AppContext
 from media import ffmpeg
+from vod.metrics import VodMetrics
 from vod.models import Capture, CaptureState, Station
 from vod.service import CAPTURE_RETRY_SECONDS, VodError, VodService, as_utc
 
@@ -57,9 +58,17 @@ WATCH_NAME = re.compile(r"^(\d{8})[-_T](\d{4})[\s_-]*(.*)$")
 
 
 class VodRuntime:
-    def __init__(self, ctx: AppContext, service: VodService | None = None) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        service: VodService | None = None,
+        metrics: VodMetrics | None = None,
+    ) -> None:
         self.ctx = ctx
         self.service = service or VodService(ctx.settings, ctx.db, ctx.state, ctx.secret)
+        self.metrics = metrics
+        if metrics is not None:
+            self.service.metrics = metrics
         self._running_jobs: set[asyncio.Task[Any]] = set()
         self._recording: set[int] = set()
         self._watch_seen: dict[Path, tuple[int, float]] = {}
@@ -75,6 +84,9 @@ class VodRuntime:
         self.ctx.spawn("vod.jobs", self.job_loop)
         self.ctx.spawn("vod.captures", self.capture_loop)
         self.ctx.spawn("vod.sweeper", self.sweep_loop)
+        if self.metrics is not None:
+            metrics = self.metrics
+            self.ctx.spawn("vod.metrics", lambda: metrics.run(self.ctx.db))
         if self.ctx.settings.vod_watch_dir:
             self.ctx.spawn("vod.watch", self.watch_loop)
 

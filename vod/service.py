@@ -42,7 +42,9 @@ from core.db import Database, utcnow
 from core.state import SharedState
 from media import ffmpeg, hls
 from vod import retention, windows
+from vod.metrics import VodMetrics
 from vod.models import Capture, CaptureState, Item, Job, JobState, Kind, Level, Schedule, Station
+from vod.stations import StationError, StationInput, check_code
 
 log = structlog.get_logger("vod")
 
@@ -169,6 +171,13 @@ class VodService:
             folder.mkdir(parents=True, exist_ok=True)
         self.job_added = asyncio.Event()
         self._playing_marked: dict[str, float] = {}
+        # Set by the server's runtime (the CLI counts nothing).
+        self.metrics: VodMetrics | None = None
+
+    def _changed(self) -> None:
+        """Jobs or items changed here: the database-read gauges refresh now."""
+        if self.metrics is not None:
+            self.metrics.nudge()
 
     # ---- stations and schedules -------------------------------------------------
 
@@ -228,6 +237,121 @@ class VodService:
         for item in await session.scalars(select(Item).where(Item.station_id == station.id)):
             item.expires_at = retention.expires_at(as_utc(item.broadcast_at), days)
         return station
+
+    async def save_station(
+        self, session: AsyncSession, code: str, data: StationInput, *, create: bool
+    ) -> Station:
+        """Create a station or change one, with its daily capture windows, as one change.
+
+        Existing items follow a new level, kind or retention; removed windows take their
+        planned, not yet started recordings with them (a recording in progress finishes).
+        """
+        code = check_code(code)
+        station = await session.scalar(select(Station).where(Station.code == code))
+        if create and station is not None:
+            raise StationError("station_exists", "code", 409, code=code)
+        if not create and station is None:
+            raise StationError("station_unknown", "code", 404, code=code)
+        if station is None:
+            station = Station(code=code, created_at=self.clock())
+            session.add(station)
+        station.name = data.name
+        station.level, station.kind = data.level, data.kind
+        station.stream_url = data.stream_url
+        station.enabled = data.enabled
+        station.retention_days = data.retention_days
+        await session.flush()
+        if not create:
+            days = self.retention_days(station)
+            for item in await session.scalars(select(Item).where(Item.station_id == station.id)):
+                item.level, item.kind = data.level, data.kind
+                item.expires_at = retention.expires_at(as_utc(item.broadcast_at), days)
+        await self._replace_windows(session, station, data)
+        return station
+
+    async def _replace_windows(
+        self, session: AsyncSession, station: Station, data: StationInput
+    ) -> None:
+        wanted = {
+            (w.start_time, w.duration_seconds, w.weekdays, w.programme or station.name): w
+            for w in data.windows
+        }
+        existing = (
+            await session.scalars(select(Schedule).where(Schedule.station_id == station.id))
+        ).all()
+        removed = []
+        for schedule in existing:
+            key = (
+                schedule.start_time,
+                schedule.duration_seconds,
+                schedule.weekdays,
+                schedule.programme,
+            )
+            if key in wanted and schedule.enabled:
+                del wanted[key]  # unchanged: its planned recordings stay
+            else:
+                removed.append(schedule.id)
+        dropped = set(removed)
+        if not data.enabled:
+            dropped |= {s.id for s in existing}
+        if dropped:
+            await session.execute(
+                delete(Capture).where(
+                    Capture.schedule_id.in_(dropped),
+                    Capture.state == CaptureState.SCHEDULED,
+                )
+            )
+        if removed:
+            await session.execute(delete(Schedule).where(Schedule.id.in_(removed)))
+        for (start, duration, weekdays, programme), _ in wanted.items():
+            session.add(
+                Schedule(
+                    station_id=station.id,
+                    programme=programme,
+                    start_time=start,
+                    duration_seconds=duration,
+                    weekdays=weekdays,
+                    enabled=True,
+                )
+            )
+        await session.flush()
+
+    async def station_windows(self, session: AsyncSession) -> dict[int, list[Schedule]]:
+        """Each station's daily capture windows, by station id, in time order."""
+        rows = await session.scalars(select(Schedule).order_by(Schedule.start_time, Schedule.id))
+        found: dict[int, list[Schedule]] = {}
+        for schedule in rows:
+            found.setdefault(schedule.station_id, []).append(schedule)
+        return found
+
+    async def delete_station(self, session: AsyncSession, code: str) -> None:
+        """Remove a station with no programmes and no transcodes left (its windows go too)."""
+        station = await session.scalar(select(Station).where(Station.code == code))
+        if station is None:
+            raise StationError("station_unknown", "code", 404, code=code)
+        count = await session.scalar(
+            select(func.count(Item.id)).where(Item.station_id == station.id)
+        )
+        if count:
+            raise StationError("station_has_items", "code", 409, code=code, count=count)
+        busy = await session.scalar(
+            select(func.count(Job.id)).where(
+                Job.station_id == station.id, Job.state.in_([JobState.QUEUED, JobState.RUNNING])
+            )
+        )
+        if busy:
+            raise StationError("station_busy", "code", 409, code=code)
+        if await session.scalar(
+            select(func.count(Capture.id)).where(
+                Capture.station_id == station.id, Capture.state == CaptureState.RECORDING
+            )
+        ):
+            raise StationError("station_busy", "code", 409, code=code)
+        # Windows, planned recordings and finished jobs go with it (ON DELETE CASCADE,
+        # written out for SQLite connections without foreign keys enforced).
+        for table in (Capture, Schedule, Job):
+            await session.execute(delete(table).where(table.station_id == station.id))
+        await session.delete(station)
 
     async def add_schedule(
         self,
@@ -423,6 +547,7 @@ class VodService:
             raise
         log.info("vod.job.queued", job=job.id, origin=origin, station=station_code)
         self.job_added.set()
+        self._changed()
         return job
 
     def new_incoming(self, prefix: str, suffix: str = "") -> Path:
@@ -514,6 +639,7 @@ class VodService:
                     )
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
+                    self._changed()
                     return await session.get(Job, job_id)
         return None
 
@@ -578,6 +704,7 @@ class VodService:
         output = work / "out"
         output.mkdir(parents=True)
         last_write = 0.0
+        started = time.monotonic()
 
         async def progress(percent: float) -> None:
             nonlocal last_write
@@ -615,12 +742,19 @@ class VodService:
                     .values(state=JobState.FAILED, error=message[:8000], finished_at=self.clock())
                 )
             discard(job.source_path)
+            self._finished("failed", started)
             return None
         finally:
             shutil.rmtree(work, ignore_errors=True)
         discard(job.source_path)
         log.info("vod.job.done", job=job.id, item=item.id, key=item.key)
+        self._finished("done", started, item.duration_seconds)
         return item
+
+    def _finished(self, result: str, started: float, media_seconds: float = 0.0) -> None:
+        if self.metrics is not None:
+            self.metrics.transcoded(result, time.monotonic() - started, media_seconds)
+        self._changed()
 
     async def _requeue(self, job_id: int) -> None:
         async with self.db.session() as session:
@@ -893,6 +1027,7 @@ class VodService:
             view = await self.get_item(session, item_id)
             await self._delete_rows(session, [item_id])
         await asyncio.to_thread(shutil.rmtree, self.items / view.key, True)
+        self._changed()
         return view
 
     async def _delete_rows(self, session: AsyncSession, ids: list[int]) -> None:
@@ -953,6 +1088,7 @@ class VodService:
                 await self._delete_rows(session, [c.item_id for c in victims])
             for candidate in victims:
                 await asyncio.to_thread(shutil.rmtree, self.items / candidate.key, True)
+            self._changed()
         report.expired = [c.item_id for c in expired]
         report.for_disk = [c.item_id for c in for_disk]
         report.orphans = await self._remove_orphans(
@@ -1016,6 +1152,8 @@ class VodService:
     async def count_view(self, key: str) -> None:
         async with self.db.session() as session:
             await session.execute(update(Item).where(Item.key == key).values(views=Item.views + 1))
+        if self.metrics is not None:
+            self.metrics.viewed()
 
     async def count_items(self, session: AsyncSession) -> int:
         return int(await session.scalar(select(func.count(Item.id))) or 0)
