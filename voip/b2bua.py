@@ -341,7 +341,7 @@ class B2bua:
             return
         a = call.a_invite
         headers = Headers()
-        headers.add("Via", str(self._endpoint.via(flow.transport)))
+        headers.add("Via", str(self._endpoint.via(flow)))
         headers.add("Max-Forwards", str(max_forwards))
         display = quote(call.caller.name) + " " if call.caller.name else ""
         from_user = call.caller.number
@@ -357,7 +357,7 @@ class B2bua:
         call_id = new_call_id()
         headers.add("Call-ID", call_id)
         headers.add("CSeq", "1 INVITE")
-        contact = self._endpoint.local_uri(from_user, flow.transport)
+        contact = self._endpoint.local_uri(from_user, flow)
         headers.add("Contact", f"<{contact}>")
         headers.add("Allow", ALLOW)
         content_type = a.headers.get("Content-Type")
@@ -400,7 +400,7 @@ class B2bua:
             if fork.final is None:
                 self._cancel_fork(fork)
         response = request.response(200, to_tag=new_tag())
-        contact = self._endpoint.local_uri(call.caller.number, flow.transport)
+        contact = self._endpoint.local_uri(call.caller.number, flow)
         response.headers.add("Contact", f"<{contact}>")
         response.headers.add("Allow", ALLOW)
         response.headers.add("Content-Type", "application/sdp")
@@ -552,7 +552,7 @@ class B2bua:
             status, source.reason if source else None, to_tag=call.a_tag
         )
         if status > 100 and status < 300:
-            contact = self._endpoint.local_uri(call.callee.number, call.a.flow.transport)
+            contact = self._endpoint.local_uri(call.callee.number, call.a.flow)
             response.headers.add("Contact", f"<{contact}>")
             response.headers.add("Allow", ALLOW)
         if source is not None and source.body and status < 300:
@@ -581,7 +581,7 @@ class B2bua:
             # With an offer in the INVITE the ACK carries nothing: send it at once.
             # A late offer waits for the caller's ACK, which carries the answer.
             leg.ack = leg.dialog.create_ack(
-                leg.invite.cseq.number, via=self._endpoint.via(leg.flow.transport)
+                leg.invite.cseq.number, via=self._endpoint.via(leg.flow)
             )
         if leg.ack is not None:
             self._endpoint.send(leg.ack, leg.flow)
@@ -787,7 +787,7 @@ class B2bua:
                 body = self._anchored(call, request.body, towards_caller=False)
                 b.ack = b.dialog.create_ack(
                     b.invite.cseq.number if b.invite is not None else 1,
-                    via=self._endpoint.via(b.flow.transport),
+                    via=self._endpoint.via(b.flow),
                     body=body,
                     content_type=request.headers.get("Content-Type") if body else None,
                 )
@@ -901,10 +901,10 @@ class B2bua:
 
             user = leg.dialog.local_uri.uri
             number = user.user if isinstance(user, SipUri) and user.user else "unicomm"
-            contact = NameAddr(parse_uri(self._endpoint.local_uri(number, leg.flow.transport)))
+            contact = NameAddr(parse_uri(self._endpoint.local_uri(number, leg.flow)))
         request = leg.dialog.create_request(
             method,
-            via=self._endpoint.via(leg.flow.transport),
+            via=self._endpoint.via(leg.flow),
             contact=contact,
             body=body,
             content_type=content_type if body else None,
@@ -931,7 +931,7 @@ class B2bua:
                     self._late_acks[key] = _LateAck(leg, request.cseq.number, relay.call)
                 else:
                     ack = leg.dialog.create_ack(
-                        request.cseq.number, via=self._endpoint.via(leg.flow.transport)
+                        request.cseq.number, via=self._endpoint.via(leg.flow)
                     )
                     self._endpoint.send(ack, leg.flow)
         if relay.origin.terminated:
@@ -942,7 +942,7 @@ class B2bua:
             number = "unicomm"
             if origin_dialog is not None and isinstance(origin_dialog.local_uri.uri, SipUri):
                 number = origin_dialog.local_uri.uri.user or number
-            local = self._endpoint.local_uri(number, relay.origin_leg.flow.transport)
+            local = self._endpoint.local_uri(number, relay.origin_leg.flow)
             answer.headers.add("Contact", f"<{local}>")
         if response.body:
             answer.headers.add(
@@ -966,7 +966,7 @@ class B2bua:
             body = self._anchored(late.call, body, towards_caller=leg is late.call.a)
         relayed = leg.dialog.create_ack(
             late.cseq,
-            via=self._endpoint.via(leg.flow.transport),
+            via=self._endpoint.via(leg.flow),
             body=body,
             content_type=ack.headers.get("Content-Type") if body else None,
         )
@@ -1059,7 +1059,7 @@ class B2bua:
             return
         # No offer: the target's 200 brings one, which the caller then answers.
         headers = Headers()
-        headers.add("Via", str(self._endpoint.via(flow.transport)))
+        headers.add("Via", str(self._endpoint.via(flow)))
         headers.add("Max-Forwards", str(DEFAULT_MAX_FORWARDS))
         display = quote(call.caller.name) + " " if call.caller.name else ""
         headers.add("From", f"{display}<sip:{call.caller.number}@{self.realm}>;tag={new_tag()}")
@@ -1067,7 +1067,7 @@ class B2bua:
         call_id = new_call_id()
         headers.add("Call-ID", call_id)
         headers.add("CSeq", "1 INVITE")
-        contact = self._endpoint.local_uri(call.caller.number, flow.transport)
+        contact = self._endpoint.local_uri(call.caller.number, flow)
         headers.add("Contact", f"<{contact}>")
         headers.add("Allow", ALLOW)
         invite = Request("INVITE", uri, headers, b"")
@@ -1123,7 +1123,7 @@ class B2bua:
                 self._drop_transfer_leg(leg)
             elif leg.ack is None:
                 leg.ack = leg.dialog.create_ack(
-                    transfer.target_cseq, via=self._endpoint.via(leg.flow.transport)
+                    transfer.target_cseq, via=self._endpoint.via(leg.flow)
                 )
                 self._endpoint.send(leg.ack, leg.flow)
             self._transfer_failed(transfer, 488)
@@ -1148,7 +1148,7 @@ class B2bua:
         if a.dialog is not None and status < 300:
             a.dialog.update_from_response(response)
             ack = a.dialog.create_ack(
-                transaction.request.cseq.number, via=self._endpoint.via(a.flow.transport)
+                transaction.request.cseq.number, via=self._endpoint.via(a.flow)
             )
             self._endpoint.send(ack, a.flow)
         self._client.pop(id(transaction), None)
@@ -1157,7 +1157,7 @@ class B2bua:
         answer = self._anchored(call, response.body, towards_caller=False)
         leg.ack = leg.dialog.create_ack(
             transfer.target_cseq,
-            via=self._endpoint.via(leg.flow.transport),
+            via=self._endpoint.via(leg.flow),
             body=answer if status < 300 else b"",
             content_type=(response.headers.get("Content-Type") or "application/sdp")
             if status < 300 and answer
@@ -1240,7 +1240,7 @@ class B2bua:
         leg.stale = True
         if leg.dialog is not None:
             if leg.ack is None:  # its 2xx waits for our ACK before the BYE means anything
-                leg.ack = leg.dialog.create_ack(1, via=self._endpoint.via(leg.flow.transport))
+                leg.ack = leg.dialog.create_ack(1, via=self._endpoint.via(leg.flow))
                 self._endpoint.send(leg.ack, leg.flow)
             self._send_in_dialog(leg, "BYE")
         elif leg.final is None:

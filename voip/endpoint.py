@@ -97,6 +97,9 @@ class SipEndpoint:
     ) -> None:
         self.layer = TransactionLayer(timers) if timers else TransactionLayer()
         self.advertised_host = advertised_host
+        # The host we show a particular peer instead (host, port -> host): the carrier trunk
+        # sees our public address in Via and Contact, never the inside one (topology hiding).
+        self.faces: dict[tuple[str, int], str] = {}
         self.gatekeeper = gatekeeper
         self.counters = counters
         self.tu: TransactionUser | None = None
@@ -329,16 +332,26 @@ class SipEndpoint:
                 self._process(transaction, self.layer.transport_error(transaction))
                 self._rearm()
 
-    def via(self, transport: str) -> Via:
-        """A fresh Via for a request we originate over ``transport``."""
-        port = self.ports.get(transport) or self.ports.get("UDP")
-        return Via(transport, self.advertised_host, port, {"branch": new_branch(), "rport": None})
+    def host_for(self, flow: Flow | None) -> str:
+        """The host we show the peer of ``flow``: its face if it has one, else the advertised."""
+        if flow is None or not self.faces:
+            return self.advertised_host
+        return self.faces.get((flow.host, flow.port), self.advertised_host)
 
-    def local_uri(self, user: str, transport: str) -> str:
-        """Our Contact URI over ``transport``: where the phone sends in-dialog requests."""
-        port = self.ports.get(transport) or self.ports.get("UDP")
-        suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
-        return f"sip:{user}@{self.advertised_host}:{port}{suffix}"
+    def via(self, transport: str | Flow) -> Via:
+        """A fresh Via for a request we originate over ``transport`` (or towards a flow)."""
+        flow = transport if isinstance(transport, Flow) else None
+        name = flow.transport if flow is not None else str(transport)
+        port = self.ports.get(name) or self.ports.get("UDP")
+        return Via(name, self.host_for(flow), port, {"branch": new_branch(), "rport": None})
+
+    def local_uri(self, user: str, transport: str | Flow) -> str:
+        """Our Contact URI over ``transport`` (or towards a flow): where in-dialog requests go."""
+        flow = transport if isinstance(transport, Flow) else None
+        name = flow.transport if flow is not None else str(transport)
+        port = self.ports.get(name) or self.ports.get("UDP")
+        suffix = "" if name == "UDP" else f";transport={name.lower()}"
+        return f"sip:{user}@{self.host_for(flow)}:{port}{suffix}"
 
     # -- timers ---------------------------------------------------------------
 

@@ -137,6 +137,7 @@ class CarrierTrunk:
         # The carrier's addresses (its host resolved): INVITEs from these, on its port, are
         # the carrier's own. resolve() fills in the names; an IP is known from the start.
         self.peer_hosts: set[str] = {host}
+        self._show_public_face()
         self._call_id = new_call_id()
         self._tag = new_tag()
         self._cseq = 0
@@ -150,6 +151,13 @@ class CarrierTrunk:
             log.warning("trunk.unresolved", host=self.flow.host, error=str(error))
             return
         self.peer_hosts |= {str(info[4][0]) for info in found}
+        self._show_public_face()
+
+    def _show_public_face(self) -> None:
+        """The carrier sees our public host in every Via and Contact of its calls too."""
+        if self.public_host and self.public_host != self.endpoint.advertised_host:
+            for host in self.peer_hosts:
+                self.endpoint.faces[(host, self.flow.port)] = self.public_host
 
     # -- inbound calls --------------------------------------------------------------------
 
@@ -232,7 +240,7 @@ class CarrierTrunk:
             uri=str(invite.uri),
         )
         headers = invite.headers.copy()
-        headers.set("Via", str(self.endpoint.via(self.flow.transport)))  # a new transaction
+        headers.set("Via", str(self.endpoint.via(self.flow)))  # a new transaction
         headers.set("CSeq", f"{cseq} INVITE")
         headers.remove(answer_header)
         headers.add(answer_header, str(credentials))

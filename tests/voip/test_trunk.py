@@ -292,3 +292,55 @@ async def test_a_late_offer_answer_in_the_ack_names_the_relay(
     assert "Content-Type: application/sdp" in ack
     assert "c=IN IP4 127.0.0.1" in ack and "m=audio " in ack  # the relay's outside
     assert PHONES not in private_addresses(seen)
+
+
+async def test_behind_nat_the_carrier_sees_only_the_public_address(
+    tmp_path: Path, carrier: Sipp
+) -> None:
+    """voip_trunk_public_host: Via, Contact and SDP towards the carrier all name it."""
+    public = "127.0.0.5"  # the exchange's address as the carrier sees it (its NAT's)
+    server = await start_unicomm(
+        tmp_path / "server",
+        extensions=("1002",),
+        voip_trunk_host=CARRIER,
+        voip_trunk_port=carrier.port,
+        voip_trunk_domain="carrier.example",
+        voip_trunk_username="trunkuser",
+        voip_trunk_password="trunk-pw-1",
+        voip_trunk_public_host=public,
+    )
+    try:
+        async with server.ctx.db.session() as session:
+            await session.execute(
+                update(Extension)
+                .where(Extension.number == "1002")
+                .values(class_of_service=ClassOfService.NATIONAL)
+            )
+        await server.voip.accounts.reload()
+        trunk = server.http.app[PBX].trunk
+        assert trunk is not None
+        for _ in range(50):
+            if trunk.registered:
+                break
+            await asyncio.sleep(0.1)
+        result = await run_sipp(
+            "uac_call",
+            f"127.0.0.1:{server.sip_port}",
+            users=[("1002", PASSWORD)],
+            service=LONG_DISTANCE,
+            duration_ms=500,
+            extra_args=["-i", PHONES, "-mi", PHONES],
+            work_dir=tmp_path / "phone",
+            timeout=20,
+        )
+        assert result.ok, result.describe()
+        seen = await carrier_saw(carrier)
+    finally:
+        await server.stop()
+    invite = next(m for m in seen.received_messages if m.startswith("INVITE"))
+    assert f"Via: SIP/2.0/UDP {public}:" in invite
+    assert f"@{public}:" in invite.split("Contact:", 1)[1].split("\n", 1)[0]
+    assert f"c=IN IP4 {public}" in invite
+    everything = private_addresses(seen)
+    assert "BYE " in everything  # the whole call, its end included
+    assert "127.0.0.1" not in everything and PHONES not in everything
