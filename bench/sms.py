@@ -94,8 +94,33 @@ class DurablePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_for_port(port: int, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        else:
+            writer.close()
+            return
+
+
 async def run(
-    backend: str, database_url: str, recipients: int, folder: Path, synchronous: str
+    backend: str,
+    database_url: str,
+    recipients: int,
+    folder: Path,
+    synchronous: str,
+    in_flight: int,
 ) -> dict[str, Any]:
     # The provider runs in its own process, as Twilio would: this one measures only unicomm.
     twilio_port = free_port()
@@ -116,7 +141,7 @@ async def run(
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
-    await asyncio.sleep(1.5)
+    await wait_for_port(twilio_port)  # a loaded machine may take seconds to start it
     twilio_url = f"http://127.0.0.1:{twilio_port}"
     port = free_port()
     settings = load_settings(
@@ -130,7 +155,7 @@ async def run(
         twilio_api_base=twilio_url,
         public_url=f"http://127.0.0.1:{port}",
         sms_approval_threshold=0,
-        sms_max_in_flight=128,
+        sms_max_in_flight=in_flight,
         http_port=port,
     )
     await migrations.upgrade_async(settings.database_url)
@@ -156,6 +181,7 @@ async def run(
             await service.import_contacts(session, csv.encode())
         started = time.perf_counter()
         cpu_started = time.process_time()
+        provider_cpu_started = cpu_seconds(twilio.pid)
         async with ctx.db.session() as session:
             contacts = await service.resolve_audience(session, departments=["BENCH"])
             broadcast = await service.create_broadcast(
@@ -184,6 +210,7 @@ async def run(
             if sum(c for s, c in counts.items() if DeliveryState(s) in FINAL) == recipients:
                 final_at = time.perf_counter()
                 cpu = time.process_time() - cpu_started
+                provider_cpu = cpu_seconds(twilio.pid) - provider_cpu_started
         assert handed_at is not None
         log = read_log(folder / "twilio.jsonl")
         accepted = len(log)
@@ -196,6 +223,8 @@ async def run(
             "seconds_to_last_callback": final_at - started,
             "provider_log_lines": accepted,
             "cpu_ms_per_message": cpu * 1000 / recipients,
+            "provider_cpu_ms_per_message": provider_cpu * 1000 / recipients,
+            "in_flight": in_flight,
         }
     finally:
         await runner.cleanup()
@@ -207,6 +236,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="sms_max_in_flight: provider requests in flight (the server's default is 64)",
+    )
     parser.add_argument(
         "--sqlite-synchronous",
         default="",
@@ -227,7 +262,14 @@ def main() -> None:
                 url = f"sqlite+aiosqlite:///{folder / 'unicomm.db'}"
             try:
                 result = asyncio.run(
-                    run(backend, url, args.recipients, folder, args.sqlite_synchronous)
+                    run(
+                        backend,
+                        url,
+                        args.recipients,
+                        folder,
+                        args.sqlite_synchronous,
+                        args.max_in_flight,
+                    )
                 )
             finally:
                 if server is not None:
@@ -237,7 +279,9 @@ def main() -> None:
             f"{result['handed_per_second']:.0f} messages/s handed to the provider "
             f"({result['seconds_to_handed']:.1f} s), last callback recorded after "
             f"{result['seconds_to_last_callback']:.1f} s; "
-            f"{result['cpu_ms_per_message']:.2f} ms unicomm CPU per message; "
+            f"{result['cpu_ms_per_message']:.2f} ms unicomm CPU per message "
+            f"({result['provider_cpu_ms_per_message']:.2f} ms in the provider stand-in); "
+            f"{result['in_flight']} in flight; "
             f"provider log {result['provider_log_lines']} lines; load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
