@@ -351,8 +351,9 @@ class MusicOnHold:
         hold = self.holds.get(call.id)
         if hold is None:
             return
-        if call.state == "ended" or hold.held not in (call.a, call.answered):
-            self._stop(hold)  # the call is over, or a transfer moved the held party
+        legs = (call.a, call.answered)
+        if call.state == "ended" or hold.held not in legs or hold.holder not in legs:
+            self._stop(hold)  # the call is over, or a transfer took the holder's place
 
 
 def _party(call: Call, leg: Leg) -> str:
