@@ -160,3 +160,39 @@ async def test_directed_pickup_names_the_ringing_extension(
         assert await ended_with(ringing) == 487
         await call.hangup()
         assert await ended_with(picked) == 200
+
+
+async def test_a_recorded_call_picked_up_is_recorded_with_the_picker(
+    unicomm: Unicomm, tmp_path: Path
+) -> None:
+    """The caller records: its call is anchored, and the picker's answer crosses the relay."""
+    port = unicomm.sip_port
+    features = unicomm.http.app[PBX].features
+    await features.store.update("1001", record_calls=True)
+    tone = write_tone_wav(tmp_path / "alice.wav", 440.0, 6.0)
+    heard = tmp_path / "carol-heard.wav"
+    async with (
+        Phone.start("alice", log_dir=tmp_path) as alice,
+        Phone.start("bob", log_dir=tmp_path) as bob,
+        Phone.start("carol", log_dir=tmp_path) as carol,
+    ):
+        for phone, number in ((alice, "1001"), (bob, "1002"), (carol, "1003")):
+            await phone.register("127.0.0.1", port, number, PASSWORD)
+        call = await alice.call(f"sip:1002@127.0.0.1:{port}")
+        ringing = await bob.wait_incoming()
+        await call.wait_state("EARLY")
+        picked = await carol.call(f"sip:*8@127.0.0.1:{port}")
+        await picked.wait_state("CONFIRMED")
+        assert await ended_with(ringing) == 487
+        await picked.wait_media()
+        await picked.record(heard)
+        await call.play(tone)
+        await asyncio.sleep(2.0)
+        await picked.stop_record()
+        await call.hangup()
+        assert await ended_with(picked) == 200
+        await asyncio.sleep(RECORDER_FINALISE_SECONDS)
+    assert abs(dominant_frequency(heard, skip_seconds=0.3) - 440) < 15
+    await features.recordings.drain()
+    (row,) = await features.recordings.of_extension("1001")
+    assert (row.peer, row.direction) == ("1003", "outgoing")
