@@ -275,15 +275,19 @@ class EscalationRunner:
         queued = exists().where(
             Recipient.broadcast_id == Broadcast.id, Recipient.state == DeliveryState.QUEUED
         )
+        stuck = (
+            Broadcast.status == BroadcastStatus.COMPLETED,
+            Broadcast.escalate_group != "",
+            Broadcast.escalated_at > utcnow() - dt.timedelta(days=1),
+            queued,
+        )
+        # Read first: an UPDATE that matches nothing still takes SQLite's write lock.
         async with self.db.session() as session:
+            if await session.scalar(select(Broadcast.id).where(*stuck).limit(1)) is None:
+                return
             reopened = await session.execute(
                 update(Broadcast)
-                .where(
-                    Broadcast.status == BroadcastStatus.COMPLETED,
-                    Broadcast.escalate_group != "",
-                    Broadcast.escalated_at > utcnow() - dt.timedelta(days=1),
-                    queued,
-                )
+                .where(*stuck)
                 .values(status=BroadcastStatus.SENDING, completed_at=None)
                 .execution_options(synchronize_session=False)
             )
@@ -336,6 +340,17 @@ class EscalationRunner:
     async def recover(self) -> None:
         """Rows whose claimant vanished (its lease ran out): retried only if nothing rang."""
         now = utcnow()
+        async with self.db.engine.connect() as conn:
+            expired = await conn.scalar(
+                select(CALLS.c.id)
+                .where(
+                    CALLS.c.state.in_([CallState.CLAIMED, CallState.DIALLING]),
+                    CALLS.c.lease_until < now,
+                )
+                .limit(1)
+            )
+        if expired is None:
+            return  # read first: an UPDATE that matches nothing still takes SQLite's lock
         async with self.db.engine.begin() as conn:
             back = await conn.execute(
                 update(CALLS)
@@ -359,6 +374,14 @@ class EscalationRunner:
 
     async def claim(self, limit: int) -> list[ClaimedCall]:
         now = utcnow()
+        async with self.db.engine.connect() as conn:
+            any_due = await conn.scalar(
+                select(CALLS.c.id)
+                .where(CALLS.c.state == CallState.PENDING, CALLS.c.next_attempt_at <= now)
+                .limit(1)
+            )
+        if any_due is None:
+            return []
         due = (
             select(CALLS.c.id)
             .where(CALLS.c.state == CallState.PENDING, CALLS.c.next_attempt_at <= now)
