@@ -210,10 +210,10 @@ class CapIn(BaseModel):
 
 class ContactEdit(ContactIn):
     active: bool = True
+    extension: str | None = Field(None, max_length=16)  # type: ignore[assignment]  # None: kept
 
 
-# What an edit may change (an extension, when the model has one, is set by its own owner).
-EDITABLE_CONTACT = {"name", "mobile", "department", "role", "language", "active"}
+EDITABLE_CONTACT = {"name", "mobile", "department", "role", "language", "active", "extension"}
 
 
 class DeletedOut(BaseModel):

@@ -173,6 +173,7 @@ def mount(app: web.Application) -> None:
                         department=form.get("department", ""),
                         role=form.get("role", "")[:64],
                         language="en" if form.get("language") == "en" else "zh",
+                        extension=form.get("extension", "")[:16],
                     )
                 except service.SmsError as exc:
                     raise Refused("sms.console.error.contact", str(exc)) from None
@@ -244,6 +245,7 @@ def mount(app: web.Application) -> None:
                         role=form.get("role", "")[:64],
                         language="en" if form.get("language") == "en" else "zh",
                         active=form.get("active") == "on",
+                        extension=form.get("extension", "")[:16],
                     )
                 except service.NotFound:
                     raise web.HTTPNotFound(text=f"no contact {contact_id}") from None
@@ -710,6 +712,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sms.console.role": "Role",
         "sms.console.language": "Language",
         "sms.console.active": "Active (receives alerts)",
+        "sms.console.extension": "Desk extension (escalation calls; empty: the mobile)",
         "sms.console.inactive": "inactive",
         "sms.console.edit_contact": "Edit contact",
         "sms.console.delete_contact": "Delete contact",
@@ -794,6 +797,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sms.console.role": "岗位",
         "sms.console.language": "语言",
         "sms.console.active": "启用（接收预警）",
+        "sms.console.extension": "座机分机（升级电话拨打；留空则拨手机）",
         "sms.console.inactive": "已停用",
         "sms.console.edit_contact": "编辑联系人",
         "sms.console.delete_contact": "删除联系人",

@@ -681,8 +681,12 @@ async def update_contact(
     role: str = "",
     language: str = "zh",
     active: bool = True,
+    extension: str | None = None,
 ) -> dict[str, tuple[object, object]]:
-    """Change a contact; returns what changed as ``{field: (before, after)}``."""
+    """Change a contact; returns what changed as ``{field: (before, after)}``.
+
+    ``extension`` None leaves the escalation extension as it is.
+    """
     contact = await get_contact(session, contact_id)
     try:
         number = normalise_mobile(mobile)
@@ -692,6 +696,10 @@ async def update_contact(
         raise SmsError("the name is empty")
     if language not in ("zh", "en"):
         raise SmsError(f"language must be zh or en, not {language!r}")
+    if extension is not None:
+        extension = extension.strip()
+        if extension and not EXTENSION.fullmatch(extension):
+            raise SmsError(f"extension {extension!r}: 2 to 16 digits, as the exchange dials it")
     if number != contact.mobile and await session.scalar(
         select(Contact.id).where(Contact.mobile == number, Contact.id != contact.id)
     ):
@@ -710,6 +718,8 @@ async def update_contact(
         "language": language,
         "active": active,
     }
+    if extension is not None:
+        wanted["extension"] = extension
     changes: dict[str, tuple[object, object]] = {}
     for key, value in wanted.items():
         if getattr(contact, key) != value:

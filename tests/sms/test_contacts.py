@@ -185,3 +185,30 @@ async def test_edits_need_a_writer_role_and_the_csrf_token(
     assert (await client.delete(f"/api/sms/contacts/{contact_id}", headers=staff)).status == 403
     assert (await client.get(f"/api/sms/contacts/{contact_id}")).status == 200
     assert not await _audit(app_context, "sms.contact.delete")
+
+
+async def test_the_escalation_extension_is_kept_unless_given(
+    app_context: AppContext, client: TestClient
+) -> None:
+    headers = await _login(app_context, client, "op", Role.OPERATOR)
+    added = await client.post(
+        "/api/sms/contacts",
+        headers=headers,
+        json={"name": "王芳", "mobile": "13600136000", "extension": "8001"},
+    )
+    contact_id = (await added.json())["id"]
+    url = f"/api/sms/contacts/{contact_id}"
+    kept = await client.put(url, headers=headers, json={"name": "王芳", "mobile": "13600136000"})
+    assert (await kept.json())["extension"] == "8001"
+    bad = await client.put(
+        url, headers=headers, json={"name": "王芳", "mobile": "13600136000", "extension": "8x"}
+    )
+    assert bad.status == 422 and "extension" in (await bad.json())["error"]
+    changed = await client.put(
+        url, headers=headers, json={"name": "王芳", "mobile": "13600136000", "extension": "8002"}
+    )
+    assert (await changed.json())["extension"] == "8002"
+    cleared = await client.put(
+        url, headers=headers, json={"name": "王芳", "mobile": "13600136000", "extension": ""}
+    )
+    assert (await cleared.json())["extension"] == ""
