@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
 
 from core.db import Database
 from vod.models import Item, Job, JobState
+
+log = structlog.get_logger("vod")
 
 REFRESH_SECONDS = 15.0
 SEGMENT_SUFFIXES = (".ts", ".m4s", ".aac", ".mp4")
@@ -128,6 +131,10 @@ class VodMetrics:
         """The background refresh: every period, and soon after a nudge."""
         while True:
             self._nudged.clear()
-            await self.refresh(db)
+            try:
+                await self.refresh(db)
+            except Exception:
+                # The database is away: the gauges keep their last values until it is back.
+                log.warning("vod.metrics.refresh_failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudged.wait(), REFRESH_SECONDS)
