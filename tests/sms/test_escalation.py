@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
+from support.browser import chromium
 
 from core import migrations
 from core.context import AppContext
@@ -78,10 +79,8 @@ async def _until(check: Callable[[], Awaitable[Any]], seconds: float = 20) -> An
     raise AssertionError(f"timed out waiting for {check}")
 
 
-async def test_backup_group_gets_the_alert_once_and_the_acknowledged_are_not_called(
-    app_context: AppContext, client: TestClient
-) -> None:
-    ctx = app_context
+async def _escalated(ctx: AppContext, client: TestClient) -> tuple[int, FakeDialer, dict[str, str]]:
+    """A broadcast to three (one acknowledges) escalating by call and to a backup group."""
     headers = await _officer(ctx, client)
     dialer = FakeDialer()
     runner = client.app[SMS_RUNTIME].escalation
@@ -133,11 +132,20 @@ async def test_backup_group_gets_the_alert_once_and_the_acknowledged_are_not_cal
         done = progress["calls"].get("answered") == 2 and progress["counts"]["delivered"] == 4
         return progress if done and progress["status"] == "completed" else None
 
-    progress = await _until(escalated)
+    await _until(escalated)
+    return broadcast["id"], dialer, headers
+
+
+async def test_backup_group_gets_the_alert_once_and_the_acknowledged_are_not_called(
+    app_context: AppContext, client: TestClient
+) -> None:
+    ctx = app_context
+    broadcast_id, dialer, headers = await _escalated(ctx, client)
+    progress = await (await client.get(f"/api/sms/broadcasts/{broadcast_id}")).json()
     assert progress["escalated_at"] and progress["recipient_count"] == 5
     assert "2 unacknowledged" in progress["escalation_note"]
     assert sorted(dialer.rang) == ["+8613800000002", "1003"]
-    rows = await (await client.get(f"/api/sms/broadcasts/{broadcast['id']}/recipients")).json()
+    rows = await (await client.get(f"/api/sms/broadcasts/{broadcast_id}/recipients")).json()
     by_mobile = {row["mobile"]: row for row in rows}
     assert by_mobile["+8613800000001"]["call"] is None  # acknowledged: never called
     assert by_mobile["+8613800000002"]["call"]["state"] == "answered"
@@ -180,6 +188,30 @@ async def test_backup_group_gets_the_alert_once_and_the_acknowledged_are_not_cal
     progress = await _until(quiet)
     assert progress["escalation_note"] == "everyone had acknowledged"
     assert progress["recipient_count"] == 1 and progress["calls"] == {}
+
+
+@pytest.mark.browser
+async def test_the_broadcast_page_shows_the_escalation(
+    app_context: AppContext, client: TestClient, output_dir: Path
+) -> None:
+    broadcast_id, _, _ = await _escalated(app_context, client)
+    base = str(client.make_url("")).rstrip("/")
+    async with chromium() as browser:
+        page = await browser.new_page(locale="en-US")
+        await page.goto(f"{base}/login?next=/console/sms")
+        await page.fill("#username", "duty")
+        await page.fill("#password", "password-123")
+        await page.click("#login")
+        await page.wait_for_url(f"{base}/console/sms")
+        await page.goto(f"{base}/console/sms#b{broadcast_id}")
+        await page.reload()  # the page follows the broadcast named in its hash
+        answered = page.locator('#recipients tr[data-call="answered"]')
+        await answered.first.wait_for()
+        assert await answered.count() == 2
+        assert await page.locator('#recipients tr[data-state="acknowledged"]').count() == 1
+        note = await page.locator("#escalation-text").inner_text()
+        assert "2 unacknowledged" in note and "Answered 2" in note
+        await page.screenshot(path=str(output_dir / "escalation.png"), full_page=True)
 
 
 async def test_escalation_is_refused_without_an_action_or_a_known_group(
