@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from support.phones import RECORDER_FINALISE_SECONDS, Phone
+from support.sipp import Sipp, sipp_binary
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
 from media.audio import read_wav, rms_dbfs
@@ -199,3 +200,71 @@ async def test_before_dial_can_call_it_off_and_strangers_cannot_borrow_an_origin
             )
             assert ended["code"] in (401, 407)
     await slots_free(unicomm)
+
+
+CARRIER = "127.0.0.2"  # the SIPp carrier's own loopback address
+
+
+@pytest.fixture
+async def carrier(tmp_path: Path) -> AsyncIterator[Sipp]:
+    """A SIPp carrier that registers the trunk, answers INVITEs at once and echoes RTP."""
+    sipp = Sipp(
+        "carrier",
+        users=[("trunkuser", "trunk-pw-1")],
+        calls=10,
+        work_dir=tmp_path / "carrier",
+        extra_args=["-i", CARRIER, "-mi", CARRIER, "-rtp_echo"],
+    )
+    sipp.process = await asyncio.create_subprocess_exec(
+        sipp_binary(),
+        *sipp.arguments,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=(sipp.work_dir / "stdout.log").open("wb"),
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=sipp.work_dir,
+    )
+    await asyncio.sleep(0.3)
+    try:
+        yield sipp
+    finally:
+        await sipp.kill()
+
+
+async def test_an_e164_number_is_called_through_the_trunk_with_anchored_media(
+    tmp_path: Path, carrier: Sipp
+) -> None:
+    server = await start_unicomm(
+        tmp_path / "server",
+        voip_media_workers=1,
+        voip_trunk_host=CARRIER,
+        voip_trunk_port=carrier.port,
+        voip_trunk_domain="carrier.example",
+        voip_trunk_username="trunkuser",
+        voip_trunk_password="trunk-pw-1",
+    )
+    try:
+        pbx = server.http.app[PBX]
+        assert pbx.trunk is not None
+        for _ in range(50):
+            if pbx.trunk.registered:
+                break
+            await asyncio.sleep(0.1)
+        outcome = await place_call(server.http.app, "+8613800138000", "Alert.", language="en")
+        assert outcome.result is CallResult.ANSWERED, outcome
+        [row] = await records(server, 1)
+        assert (row.callee, row.direction, row.disposition) == (
+            "13800138000",
+            "outbound",
+            Disposition.ANSWERED,
+        )
+    finally:
+        await server.stop()
+    await asyncio.sleep(0.2)
+    await carrier.kill()
+    result = carrier.result(0)
+    [invite] = [m for m in result.received_messages if m.startswith("INVITE")]
+    assert invite.startswith("INVITE sip:13800138000@carrier.example")  # national, no prefix
+    assert "sip:trunkuser@" in invite.split("From:", 1)[1].split("\n", 1)[0]  # the trunk's ID
+    assert "127.0.1.1" not in "\n".join(result.received_messages)  # never the worker's address
+    assert "c=IN IP4 127.0.0.1" in invite  # the relay's
+    assert "X-Unicomm-Origination" not in invite  # the token stays inside
