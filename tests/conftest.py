@@ -23,6 +23,10 @@ OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 # Media workers are pjsua2 processes: a test that wants them asks (voip_media_workers=N),
 # the others (every app any test starts) run without them.
 os.environ.setdefault("UNICOMM_VOIP_MEDIA_WORKERS", "0")
+# Every in-process app binds SIP somewhere: on free ports, so a SIP server another
+# process holds on 5060 (a phone test's, a neighbour's) cannot collide with it.
+os.environ.setdefault("UNICOMM_SIP_PORT", "0")
+os.environ.setdefault("UNICOMM_SIP_TLS_PORT", "0")
 
 
 @pytest.fixture(autouse=True)
