@@ -22,6 +22,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from voip.models import Disposition
+from voip.sip.ack_wait import AckTimeout, AckWait
 from voip.sip.dialog import Dialog
 from voip.sip.errors import SipParseError
 from voip.sip.headers import Headers, quote
@@ -31,6 +32,7 @@ from voip.sip.refer import SIPFRAG, Replaces, notify_headers, parse_refer_to, si
 from voip.sip.transaction import (
     ClientTransaction,
     InviteServerTransaction,
+    SendMessage,
     ServerTransaction,
     build_cancel,
 )
@@ -67,8 +69,9 @@ class Leg:
     # A fork of an earlier step (forwarded, voicemail, next ring-group member): its late
     # failure or answer no longer speaks for the call.
     stale: bool = False
-    # Our 2xx to a picker's INVITE (group pickup: a UAS leg on the callee's side) goes
-    # again until its ACK comes.
+    # Our 2xx to an INVITE on this leg (the caller's, a picker's, a re-INVITE's) goes
+    # again until its ACK comes (UDP, see _await_ack).
+    ack_wait: AckWait | None = None
     retransmit: asyncio.TimerHandle | None = None
 
 
@@ -89,7 +92,6 @@ class Call:
     state: str = "ringing"
     best: Response | None = None
     ring_timer: asyncio.TimerHandle | None = None
-    retransmit: asyncio.TimerHandle | None = None
     late_offer: bool = False
     route: Forward | None = None  # set when a CallRouter chose the targets
     # The callee as dialled; ``callee`` follows forwarding and ring groups.
@@ -412,26 +414,10 @@ class B2bua:
         except SipParseError:
             return
         self._legs[leg.call_id] = (call, leg)
-        if not flow.reliable:
-            self._retransmit_to_leg(call, leg, response, self._endpoint.layer.timers.t1)
+        self._await_ack(call, leg, response)
         log.info("sip.picked_up", call_id=call.id, by=picker.number, ringing=call.callee.number)
         call.callee = picker
         self._connected(call, leg, None, pickup.to_caller)
-
-    def _retransmit_to_leg(self, call: Call, leg: Leg, answer: Response, interval: float) -> None:
-        """Our 2xx to a UAS leg other than the caller's goes again until its ACK."""
-        timers = self._endpoint.layer.timers
-        if interval * 2 > timers.timeout:
-            leg.retransmit = None
-            return
-
-        def again() -> None:
-            if call.state == "ended" or leg.retransmit is None:
-                return
-            self._endpoint.send(answer, leg.flow)
-            self._retransmit_to_leg(call, leg, answer, min(interval * 2, timers.t2))
-
-        leg.retransmit = self._loop.call_later(interval, again)
 
     def _record_unrouted(
         self,
@@ -466,6 +452,7 @@ class B2bua:
     def on_response(self, response: Response, transaction: ClientTransaction) -> None:
         entry = self._client.get(id(transaction))
         if entry is None:
+            self._ack_again(response)
             return
         if callable(entry):  # a feature's own request (see expect())
             if response.status >= 200:
@@ -611,8 +598,7 @@ class B2bua:
             call.a.dialog = Dialog.from_uas(call.a_invite, answer)
         except SipParseError:
             call.a.dialog = None
-        if not call.a.flow.reliable:
-            self._retransmit_2xx(call, answer, self._endpoint.layer.timers.t1)
+        self._await_ack(call, call.a, answer)
         self._live.put(call.id, self._live_record(call))
         self._tell(call)
         log.info(
@@ -622,23 +608,54 @@ class B2bua:
             callee=call.callee.number,
         )
 
-    def _retransmit_2xx(self, call: Call, answer: Response, interval: float) -> None:
-        """Our 2xx to a UDP caller goes again until its ACK comes (§13.3.1.4)."""
-        timers = self._endpoint.layer.timers
+    def _await_ack(self, call: Call, leg: Leg, answer: Response) -> None:
+        """Our 2xx to an INVITE or re-INVITE of ``leg`` goes again until its ACK (§13.3.1.4).
 
-        def again() -> None:
-            if call.state != "answered" or call.retransmit is None:
-                return
-            if time.monotonic() - call.started > timers.timeout + self.ring_timeout + 64:
-                return
-            self._endpoint.send(answer, call.a.flow)
-            self._retransmit_2xx(call, answer, min(interval * 2, timers.t2))
-
-        if interval * 2 > timers.timeout:
-            # 64*T1 without an ACK: the caller is gone (§13.3.1.4 says end the call).
-            call.retransmit = None
+        Over UDP only (a stream delivers it), from T1 doubling up to T2; after 64*T1 without
+        the ACK the call is ended with a BYE on both legs (``_no_ack``).
+        """
+        self._stop_waiting(leg)
+        if leg.flow.reliable:
             return
-        call.retransmit = self._loop.call_later(interval, again)
+        timers = self._endpoint.layer.timers
+        leg.ack_wait = AckWait(answer, now=self._loop.time(), timers=timers)
+        self._arm_ack_wait(call, leg)
+
+    def _arm_ack_wait(self, call: Call, leg: Leg) -> None:
+        due = leg.ack_wait.next_deadline() if leg.ack_wait is not None else None
+        leg.retransmit = None if due is None else self._loop.call_at(due, self._ack_due, call, leg)
+
+    def _ack_due(self, call: Call, leg: Leg) -> None:
+        wait = leg.ack_wait
+        if wait is None or call.state != "answered" or leg not in (call.a, call.answered):
+            self._stop_waiting(leg)  # the call ended, or a transfer let this leg go
+            return
+        for event in wait.handle_timer(self._loop.time()):
+            if isinstance(event, SendMessage):
+                self._endpoint.send(event.message, leg.flow)
+            elif isinstance(event, AckTimeout):
+                self._stop_waiting(leg)
+                self._no_ack(call, leg, wait)
+                return
+        self._arm_ack_wait(call, leg)
+
+    @staticmethod
+    def _stop_waiting(leg: Leg) -> None:
+        if leg.retransmit is not None:
+            leg.retransmit.cancel()
+        leg.retransmit = None
+        leg.ack_wait = None
+
+    def _no_ack(self, call: Call, leg: Leg, wait: AckWait) -> None:
+        """64*T1 and no ACK for our 2xx: the dialog stands, the session ends (§13.3.1.4)."""
+        log.warning(
+            "sip.no_ack",
+            call_id=call.id,
+            party=call.caller.number if leg is call.a else call.callee.number,
+            cseq=wait.answer.cseq.number,
+            retransmissions=wait.retransmissions,
+        )
+        self._hang_up(call, 408)
 
     def _fork_failed(self, call: Call, response: Response | None) -> None:
         if response is not None and (
@@ -764,23 +781,21 @@ class B2bua:
         self._end(call, Disposition.CANCELLED, "caller", 487)
 
     def on_ack(self, request: Request, flow: Flow) -> None:
+        entry = self._legs.get(request.call_id)
+        if entry is not None:
+            wait = entry[1].ack_wait
+            if wait is not None and wait.acknowledge(request):
+                self._stop_waiting(entry[1])  # our 2xx (INVITE or re-INVITE) got its ACK
         late = self._late_acks.pop((request.call_id, request.cseq.number), None)
         if late is not None:
             self._ack_late_offer(late, request)
             return
-        entry = self._legs.get(request.call_id)
         if entry is None:
             return
         call, leg = entry
-        if leg.retransmit is not None:  # a picker's ACK for our 2xx
-            leg.retransmit.cancel()
-            leg.retransmit = None
         if leg is not call.a or call.state != "answered":
             return
         if request.cseq.number == call.a_invite.cseq.number:
-            if call.retransmit is not None:
-                call.retransmit.cancel()
-                call.retransmit = None
             b = call.answered
             if call.late_offer and b is not None and b.dialog is not None and b.ack is None:
                 # The answer to the 2xx's offer: an anchored call's names the relay too.
@@ -955,6 +970,19 @@ class B2bua:
             self._endpoint.respond(relay.origin, answer)
         except Exception:
             log.debug("sip.relay_late", status=status)
+            return
+        if 200 <= status < 300 and relay.origin.request.method == "INVITE":
+            self._await_ack(relay.call, relay.origin_leg, answer)
+
+    def _ack_again(self, response: Response) -> None:
+        """A 2xx of our (re-)INVITE again, its ACK lost: the same ACK again (§13.2.2.4)."""
+        entry = self._legs.get(response.call_id)
+        if entry is None:
+            return
+        leg = entry[1]
+        ack = leg.dialog.ack_again(response) if leg.dialog is not None else None
+        if ack is not None:
+            self._endpoint.send(ack, leg.flow)
 
     def _ack_late_offer(self, late: _LateAck, ack: Request) -> None:
         """Carry the origin's SDP answer to the leg that made the offer in its 2xx."""
@@ -1267,9 +1295,11 @@ class B2bua:
         call.state = "ended"
         if call.transfer is not None:
             self._abort_transfer(call.transfer)
-        for timer in (call.ring_timer, call.retransmit, call.answered and call.answered.retransmit):
-            if timer:
-                timer.cancel()
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        for leg in (call.a, call.answered):
+            if leg is not None:
+                self._stop_waiting(leg)
         self._legs.pop(call.a.call_id, None)
         for fork in call.forks:
             if fork.final is not None or fork is call.answered:
@@ -1344,12 +1374,12 @@ class B2bua:
         self._hang_up(entry[0])
         return True
 
-    def _hang_up(self, call: Call) -> None:
+    def _hang_up(self, call: Call, status: int = 200) -> None:
         if call.state == "answered":
             for leg in (call.a, call.answered):
                 if leg is not None and leg.dialog is not None:
                     self._send_in_dialog(leg, "BYE")
-            self._end(call, Disposition.ANSWERED, "system", 200)
+            self._end(call, Disposition.ANSWERED, "system", status)
         elif call.state == "ringing":
             for fork in call.forks:
                 if fork.final is None:

@@ -149,3 +149,80 @@ async def test_retransmissions_are_answered_from_the_transaction_layer(unicomm: 
         if scenario == "udp_retransmit_register":
             # The registrar's own challenge, same nonce: the transaction answered it again.
             assert first.startswith("SIP/2.0 401") and "nonce=" in first
+
+
+def reinvite_200s(result: SippResult) -> list[str]:
+    """The 200s the caller got for its re-INVITE (CSeq 10)."""
+    return [
+        m
+        for m in result.received_messages
+        if m.startswith("SIP/2.0 200") and "CSeq: 10 INVITE" in m
+    ]
+
+
+async def test_reinvite_200_goes_again_until_its_ack(unicomm: Unicomm, tmp_path: Path) -> None:
+    """§13.3.1.4/§14.2: the caller drops the first 200 of its re-INVITE and ACKs only the
+    second; the callee sends its 200 twice, as if our ACK were lost, and is ACKed twice."""
+    callee = Sipp("uas_reinvite_ack_again", service="1002", retransmissions=False)
+    await register_sipp(unicomm, "1002", callee.port, tmp_path)
+    await callee.spawn()
+    try:
+        caller = await sipp_as(
+            "uac_reinvite_late_ack",
+            unicomm,
+            "1001",
+            tmp_path,
+            service="1002",
+            duration_ms=1500,  # a third 200 (none after the ACK) would fail the call
+            retransmissions=False,
+            timeout=20,
+        )
+        assert caller.ok, caller.describe()
+        answered = await callee.wait(10)
+        assert answered.ok, answered.describe()
+    finally:
+        await callee.kill()
+    first, again = reinvite_200s(caller)
+    assert first == again  # the same 200, sent again by the exchange
+    reinvite = [m for m in answered.received_messages if m.startswith("INVITE ")][1]
+    cseq = reinvite.split("CSeq: ", 1)[1].split()[0]
+    again = [
+        m for m in answered.received_messages if m.startswith("ACK ") and f"CSeq: {cseq} ACK" in m
+    ]
+    assert len(again) == 2 and again[0] == again[1], answered.describe()  # the same ACK
+    [record] = await records(unicomm)
+    assert record.disposition is Disposition.ANSWERED and record.hangup_side == "caller"
+
+
+async def test_reinvite_200_never_acked_ends_the_call(unicomm: Unicomm, tmp_path: Path) -> None:
+    """No ACK for 64*T1 (32 s): the 200 went T1, 2*T1 ... T2 apart, then BYE on both legs."""
+    callee = Sipp("uas_reinvite_ack_again", service="1002", retransmissions=False)
+    await register_sipp(unicomm, "1002", callee.port, tmp_path)
+    await callee.spawn()
+    try:
+        started = asyncio.get_running_loop().time()
+        caller = await sipp_as(
+            "uac_reinvite_no_ack",
+            unicomm,
+            "1001",
+            tmp_path,
+            service="1002",
+            retransmissions=False,
+            timeout=60,
+        )
+        took = asyncio.get_running_loop().time() - started
+        assert caller.ok, caller.describe()
+        answered = await callee.wait(10)
+        assert answered.ok, answered.describe()  # it got its BYE too
+    finally:
+        await callee.kill()
+    # Sent at 0, then again at 0.5, 1.5, 3.5, 7.5, 11.5 ... 31.5 s: 1 + 10, all the same.
+    sent = reinvite_200s(caller)
+    assert len(sent) == 11 and len(set(sent)) == 1, caller.describe()
+    assert caller.logs.count("reinvite-200") == 11
+    assert 32 <= took < 45
+    [record] = await records(unicomm)
+    assert record.disposition is Disposition.ANSWERED and record.hangup_side == "system"
+    assert record.sip_status == 408 and record.ended_at is not None
+    await unicomm.voip.live.drain()
+    assert await unicomm.ctx.state.hgetall("voip:calls") == {}

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .ack_wait import acknowledges
 from .errors import SipParseError
 from .headers import Headers
 from .ids import new_branch
@@ -46,6 +47,8 @@ class Dialog:
     remote_seq: int | None = None
     is_uac: bool = True
     state: DialogState = DialogState.CONFIRMED
+    # The last ACK built for a 2xx: each retransmission of that 2xx gets it again.
+    last_ack: Request | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> DialogId:
@@ -176,9 +179,15 @@ class Dialog:
         self, invite_cseq: int, *, via: Via, body: bytes = b"", content_type: str | None = None
     ) -> Request:
         """The ACK for a 2xx to an INVITE of this dialog (§13.2.2.4)."""
-        return self.create_request(
+        self.last_ack = self.create_request(
             "ACK", via=via, body=body, content_type=content_type, cseq=invite_cseq
         )
+        return self.last_ack
+
+    def ack_again(self, response: Response) -> Request | None:
+        """The ACK to send again for a retransmission of a 2xx already ACKed (§13.2.2.4)."""
+        ack = self.last_ack
+        return ack if ack is not None and acknowledges(ack, response) else None
 
     def _target_and_routes(self) -> tuple[Uri, list[NameAddr]]:
         if not self.route_set:
