@@ -17,9 +17,11 @@ run: system-run $(VENV)/.installed-run node_modules/.installed
 test: system-test $(VENV)/.installed-test node_modules/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Benchmarks against their anchors (Kamailio for SIP): bounded, loopback only.
+# Benchmarks against their anchors (Kamailio for SIP, Kamailio + rtpengine for anchored
+# media): bounded, loopback only; about 10 and 7 minutes.
 bench: system-bench $(VENV)/.installed-test
 	$(BIN)/python bench/sip.py
+	$(BIN)/python bench/sip_media.py
 
 system-run:
 	@bash scripts/install-system.sh scripts/apt-packages-run.txt

@@ -385,9 +385,10 @@ class Unicomm(Server):
 class Kamailio(Server):
     name = "kamailio"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, defines: tuple[str, ...] = ()) -> None:
         self.folder = folder
         self.port = free_sip_port()
+        self.defines = defines  # -A preprocessor defines of kamailio.cfg (WITH_RTPENGINE)
 
     async def start(self, phones: int) -> None:
         binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
@@ -402,6 +403,7 @@ class Kamailio(Server):
                 "-m", "256", "-M", "16",
                 "-w", str(self.folder), "-Y", str(self.folder),
                 "-P", str(self.folder / "kamailio.pid"),
+                *(arg for define in self.defines for arg in ("-A", define)),
             ],
             stdout=(self.folder / "kamailio.log").open("wb"),
             stderr=subprocess.STDOUT,
