@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Page
-from support.browser import chromium
+from support.browser import chromium, wait_for_expression
 from support.processes import ServerProcess, run_cli
 from support.servers import free_port
 
@@ -52,17 +52,11 @@ async def _api(session: aiohttp.ClientSession, method: str, url: str, **kwargs: 
         return body
 
 
-async def _wait(page: Page, expression: str, seconds: float = 20) -> None:
-    """Poll an expression from outside the page: wait_for_function's eval meets the CSP."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await page.evaluate(expression):
-        assert asyncio.get_running_loop().time() < deadline, f"never true: {expression}"
-        await asyncio.sleep(0.2)
-
-
 async def _pair(page: Page, url: str, config: Path, name: str) -> None:
     await page.goto(f"{url}/kiosk/?slide=600&idle=600")
-    await _wait(page, "document.getElementById('pairing-code').textContent.length === 6")
+    await wait_for_expression(
+        page, "document.getElementById('pairing-code').textContent.length === 6"
+    )
     code = await page.locator("#pairing-code").text_content()
     assert code
     await asyncio.to_thread(_cli, config, "kiosk", "approve", code, "--name", name, "--group", "G1")
@@ -146,7 +140,7 @@ async def test_kiosk_plays_a_news_clip(tmp_path: Path, output_dir: Path) -> None
                 page = await inside.new_page()
                 await _pair(page, base, config, "k-inside")
                 await _open_news(page, news["id"])
-                await _wait(page, f"{CURRENT_TIME} > 1.0")
+                await wait_for_expression(page, f"{CURRENT_TIME} > 1.0")
                 assert await page.evaluate("Boolean(document.querySelector('article video').hls)")
                 await inside.close()
 
@@ -154,9 +148,11 @@ async def test_kiosk_plays_a_news_clip(tmp_path: Path, output_dir: Path) -> None
                 street = await browser.new_context(viewport={"width": 1280, "height": 800})
                 page = await street.new_page()
                 await _pair(page, kiosk_url, config, "k-street")
-                await _wait(page, "document.body.dataset.newsCached === '1/1'", 30)
+                await wait_for_expression(
+                    page, "document.body.dataset.newsCached === '1/1'", seconds=30
+                )
                 await _open_news(page, news["id"])
-                await _wait(page, f"{CURRENT_TIME} > 1.0")
+                await wait_for_expression(page, f"{CURRENT_TIME} > 1.0")
                 await page.screenshot(path=str(output_dir / "news.png"))
 
                 # The server goes away: the clip plays and seeks from the Service Worker.
@@ -165,9 +161,9 @@ async def test_kiosk_plays_a_news_clip(tmp_path: Path, output_dir: Path) -> None
                 await page.reload()
                 await page.locator("#offline").wait_for(state="visible", timeout=10000)
                 await _open_news(page, news["id"])
-                await _wait(page, f"{CURRENT_TIME} > 1.0")
+                await wait_for_expression(page, f"{CURRENT_TIME} > 1.0")
                 await page.evaluate(f"{CURRENT_TIME} = 7")
-                await _wait(page, f"{CURRENT_TIME} > 7.5")
+                await wait_for_expression(page, f"{CURRENT_TIME} > 7.5")
                 await page.screenshot(path=str(output_dir / "news-offline.png"))
                 await street.close()
     finally:
