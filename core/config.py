@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     sip_max_expires: int = Field(3600, ge=1, description="Longest registration granted.")
     sip_default_expires: int = Field(3600, ge=1, description="Registration when none asked.")
     sip_ring_timeout: float = Field(60.0, gt=0, description="Seconds a call rings unanswered.")
+    sip_t1_ms: int = Field(
+        500, ge=50, description="SIP timer T1 (RFC 3261 round-trip estimate), ms; lower on a LAN."
+    )
+    sip_t2_ms: int = Field(
+        4000, ge=50, description="SIP timer T2 (longest retransmission interval), ms; >= T1."
+    )
+    sip_t4_ms: int = Field(
+        5000, ge=1, description="SIP timer T4 (longest a message stays in the network), ms."
+    )
     sip_trusted_networks: list[str] = Field(
         default_factory=list, description="CIDRs exempt from limits and bans (trunks, workers)."
     )
@@ -132,6 +141,12 @@ class Settings(BaseSettings):
         200, ge=0, description="Recipients above which a second officer approves; 0: never."
     )
     sms_segment_price: float = Field(0.05, ge=0, description="Estimated cost of one segment.")
+    sms_call_retries: int = Field(
+        2, ge=0, description="Escalation calls again after one that rang unanswered or busy."
+    )
+    sms_call_retry_minutes: float = Field(
+        5.0, gt=0, description="Minutes between an unanswered escalation call and the next."
+    )
 
     # News on demand (vod/): transcoding, uploads, watch folder, retention, serving.
     vod_max_jobs: int = Field(1, ge=1, description="Transcode jobs run at once on this node.")
@@ -200,6 +215,14 @@ class Settings(BaseSettings):
     def _known_format(cls, value: str) -> str:
         if value not in {"console", "json"}:
             raise ValueError("must be 'console' or 'json'")
+        return value
+
+    @field_validator("sip_t2_ms")
+    @classmethod
+    def _t2_not_below_t1(cls, value: int, info: ValidationInfo) -> int:
+        t1 = info.data.get("sip_t1_ms")
+        if t1 is not None and value < t1:
+            raise ValueError(f"must be at least sip_t1_ms ({t1})")
         return value
 
     @field_validator("database_url")

@@ -20,7 +20,12 @@ from prometheus_client import Counter
 
 from core.context import AppContext
 from voip.sip.message import Request, Response
-from voip.sip.transaction import ClientTransaction, InviteServerTransaction, ServerTransaction
+from voip.sip.transaction import (
+    ClientTransaction,
+    InviteServerTransaction,
+    ServerTransaction,
+    TimerSettings,
+)
 from voip.sip.transaction_layer import Transaction
 
 from .accounts import Accounts
@@ -147,6 +152,12 @@ class VoipServer:
             advertised_host=self.advertised_host,
             gatekeeper=self.protection,
             counters=self.metrics,
+            # T1, T2, T4 for every transaction and for our 2xx awaiting its ACK (AckWait).
+            timers=TimerSettings(
+                t1=settings.sip_t1_ms / 1000,
+                t2=settings.sip_t2_ms / 1000,
+                t4=settings.sip_t4_ms / 1000,
+            ),
             client_tls=client_context(),
         )
         endpoint.tu = self

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -194,35 +196,76 @@ async def test_reinvite_200_goes_again_until_its_ack(unicomm: Unicomm, tmp_path:
     assert record.disposition is Disposition.ANSWERED and record.hangup_side == "caller"
 
 
-async def test_reinvite_200_never_acked_ends_the_call(unicomm: Unicomm, tmp_path: Path) -> None:
-    """No ACK for 64*T1 (32 s): the 200 went T1, 2*T1 ... T2 apart, then BYE on both legs."""
+# A LAN's timers for the test that waits 64*T1 for an ACK: 3.2 s instead of 32 s. T2 is
+# 8*T1 as with the defaults (500 ms, 4 s), so the 200 goes as often, each gap scaled.
+T1_MS, T2_MS = 50, 400
+
+_TRACE_STAMP = re.compile(
+    r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n(?:UDP|TCP) message (received|sent) "
+    r"[^\n]*\n\n",
+    re.MULTILINE,
+)
+
+
+def received_at(result: SippResult) -> list[tuple[float, str]]:
+    """(seconds on SIPp's clock, message) of every message ``result``'s SIPp received."""
+    trace = result.messages
+    heads = list(_TRACE_STAMP.finditer(trace))
+    found = []
+    for index, head in enumerate(heads):
+        end = heads[index + 1].start() if index + 1 < len(heads) else len(trace)
+        if head[2] == "received":
+            stamp = dt.datetime.strptime(head[1], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            found.append((stamp, trace[head.end() : end]))
+    return found
+
+
+async def test_reinvite_200_never_acked_ends_the_call(tmp_path: Path) -> None:
+    """No ACK for 64*T1 (with T1 set to 50 ms: 3.2 s): the 200 went T1, 2*T1 ... T2 apart,
+    then BYE on both legs, 64*T1 after the first 200, as with the default T1 after 32 s."""
+    unicomm = await start_unicomm(tmp_path, sip_ring_timeout=3.0, sip_t1_ms=T1_MS, sip_t2_ms=T2_MS)
+    t1, t2 = T1_MS / 1000, T2_MS / 1000
     callee = Sipp("uas_reinvite_ack_again", service="1002", retransmissions=False)
-    await register_sipp(unicomm, "1002", callee.port, tmp_path)
-    await callee.spawn()
     try:
-        started = asyncio.get_running_loop().time()
-        caller = await sipp_as(
-            "uac_reinvite_no_ack",
-            unicomm,
-            "1001",
-            tmp_path,
-            service="1002",
-            retransmissions=False,
-            timeout=60,
-        )
-        took = asyncio.get_running_loop().time() - started
-        assert caller.ok, caller.describe()
-        answered = await callee.wait(10)
-        assert answered.ok, answered.describe()  # it got its BYE too
+        await register_sipp(unicomm, "1002", callee.port, tmp_path)
+        await callee.spawn()
+        try:
+            started = asyncio.get_running_loop().time()
+            caller = await sipp_as(
+                "uac_reinvite_no_ack",
+                unicomm,
+                "1001",
+                tmp_path,
+                service="1002",
+                retransmissions=False,
+                timeout=30,
+            )
+            took = asyncio.get_running_loop().time() - started
+            assert caller.ok, caller.describe()
+            answered = await callee.wait(10)
+            assert answered.ok, answered.describe()  # it got its BYE too
+        finally:
+            await callee.kill()
+        # Sent at 0, then T1, 3*T1, 7*T1, 15*T1, then T2 apart up to 63*T1: 1 + 10, the same.
+        sent = reinvite_200s(caller)
+        assert len(sent) == 11 and len(set(sent)) == 1, caller.describe()
+        assert caller.logs.count("reinvite-200") == 11
+        at_caller = received_at(caller)
+        times = [at for at, m in at_caller if m.startswith("SIP/2.0 200") and "CSeq: 10 " in m]
+        first = times[0]
+        due = [0.0, t1, 3 * t1, 7 * t1, *(7 * t1 + n * t2 for n in range(1, 8))]
+        for at, expected in zip(times, due, strict=True):
+            assert expected - 0.01 <= at - first < expected + 0.15, (times, due)
+        # The BYE to the caller and the one to the callee: 64*T1 after that first 200.
+        bye_to_caller = next(at for at, m in at_caller if m.startswith("BYE "))
+        bye_to_callee = next(at for at, m in received_at(answered) if m.startswith("BYE "))
+        for bye in (bye_to_caller, bye_to_callee):
+            assert 64 * t1 - 0.01 <= bye - first < 64 * t1 + 0.5, (bye - first, 64 * t1)
+        assert took < 15  # not the default T1's 32 s
+        [record] = await records(unicomm)
+        assert record.disposition is Disposition.ANSWERED and record.hangup_side == "system"
+        assert record.sip_status == 408 and record.ended_at is not None
+        await unicomm.voip.live.drain()
+        assert await unicomm.ctx.state.hgetall("voip:calls") == {}
     finally:
-        await callee.kill()
-    # Sent at 0, then again at 0.5, 1.5, 3.5, 7.5, 11.5 ... 31.5 s: 1 + 10, all the same.
-    sent = reinvite_200s(caller)
-    assert len(sent) == 11 and len(set(sent)) == 1, caller.describe()
-    assert caller.logs.count("reinvite-200") == 11
-    assert 32 <= took < 45
-    [record] = await records(unicomm)
-    assert record.disposition is Disposition.ANSWERED and record.hangup_side == "system"
-    assert record.sip_status == 408 and record.ended_at is not None
-    await unicomm.voip.live.drain()
-    assert await unicomm.ctx.state.hgetall("voip:calls") == {}
+        await unicomm.stop()
