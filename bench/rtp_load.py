@@ -14,10 +14,12 @@ call has sockets of its own, as real phones do, in two processes:
   echo, or a media worker's prompt);
 - the far end (``--echo``): the called SIPp (bench/sipp/media_callee.xml) answers
   with one of this process's ports per call, and each packet arriving there goes
-  back to its source.
+  back to its source, unless it waited more than STALE_SECONDS for this process.
 
-One thread and one epoll per process; the kernel's drops at our own sockets are
-reported, so a loss of the load generator's own shows as such.
+One thread and one epoll per process. What the load generator loses itself is counted
+apart: the kernel's drops at its own sockets and the far end's stale packets. Round
+trips run from the send to the kernel's arrival stamp (SO_TIMESTAMPNS), so the phones'
+own wait for a core is not in them; the far end's wait is reported beside them.
 
     python bench/rtp_load.py --ports 800 [--echo]
 
@@ -52,6 +54,11 @@ from typing import Any
 PACKET_SECONDS = 0.020
 SAMPLES = 160  # 20 ms at 8 kHz
 RECEIVE_BUFFER = 1 << 20  # per socket (the kernel caps it at net.core.rmem_max)
+# The far end does not echo a packet that waited longer than this for it: the phones stop
+# sending 1.5 s before their BYE, so a later echo could be lost to the call's end.
+STALE_SECONDS = 0.5
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; its control message too
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)  # struct timespec
 _EVENT = re.compile(r"\b(answered|busy|ended) (\d+)(?: (\S+) (\d+))?")
 
 
@@ -68,6 +75,15 @@ def ulaw(sample: int) -> int:
 def tone_payload(hz: float = 1000.0, level: float = 8000.0) -> bytes:
     """One 20 ms frame of a tone whose period divides 20 ms (1 kHz): every frame alike."""
     return bytes(ulaw(int(level * math.sin(2 * math.pi * hz * n / 8000))) for n in range(SAMPLES))
+
+
+def arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive time of a datagram (SO_TIMESTAMPNS), wall clock; now without."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return time.time()
 
 
 def voiced(payload: bytes) -> bool:
@@ -95,25 +111,7 @@ class Call:
     longest_gap: float = 0.0  # the longest silence between two received packets, seconds
     busy: bool = False
     ended: bool = False
-    sent_at: list[float] = field(default_factory=list)  # by sequence number
-
-    @property
-    def reflect(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                data, source = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            try:
-                sock.sendto(data, source)
-                self.echoed += 1
-            except OSError:
-                pass
-
-    def sending(self) -> bool:
-        return self.dest is not None and self.next_send < self.stop_at
+    sent_at: list[float] = field(default_factory=list)  # wall clock, by sequence number
 
 
 @dataclass
@@ -142,6 +140,8 @@ class Load:
         self.host = host
         self.echo = echo  # the far end: every packet goes back to where it came from
         self.echoed = 0
+        self.stale = 0  # packets the far end got too late to echo (see reflect)
+        self.waits: list[float] = []  # how long packets waited for the far end, seconds
         self.sockets: dict[int, socket.socket] = {}  # by port
         self.by_fd: dict[int, int] = {}  # fd -> port
         self.poller = select.epoll()
@@ -149,6 +149,7 @@ class Load:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             # Room for seconds of a call's packets while this process waits for a core.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # the kernel's arrival time
             sock.bind((host, 0))
             sock.setblocking(False)
             port = sock.getsockname()[1]
@@ -168,6 +169,8 @@ class Load:
 
     def follow(self, command: dict[str, Any]) -> None:
         self.echoed = 0
+        self.stale = 0
+        self.waits = []
         self.drops_at_follow = socket_drops(set(self.sockets))
         self.step = Step(
             Path(command.get("log") or "/nonexistent"),
@@ -240,7 +243,7 @@ class Load:
             try:
                 call.sock.sendto(packet, call.dest)
                 call.sent += 1
-                call.sent_at.append(now)
+                call.sent_at.append(time.time())
             except BlockingIOError:
                 pass  # the send buffer is full: the packet is lost on our side, not counted
             except OSError:
@@ -262,7 +265,7 @@ class Load:
         call = step.calls.get(port) if step is not None else None
         while True:
             try:
-                data = sock.recv(2048)
+                data, ancillary, _flags, _source = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -282,16 +285,24 @@ class Load:
                 # Our own packet back (the echo): how long the round trip took.
                 seq = int.from_bytes(data[2:4], "big")
                 if seq < len(call.sent_at) and not math.isnan(call.sent_at[seq]):
-                    self.rtts.append(now - call.sent_at[seq])
+                    # From the send to the kernel's arrival stamp: our own wait is not in it.
+                    self.rtts.append(arrival(ancillary) - call.sent_at[seq])
 
     def reflect(self, sock: socket.socket) -> None:
         while True:
             try:
-                data, source = sock.recvfrom(2048)
+                data, ancillary, _flags, source = sock.recvmsg(2048, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
+            waited = time.time() - arrival(ancillary)
+            self.waits.append(waited)
+            if waited > STALE_SECONDS:
+                # This process got no core for that long: echoed now, the packet could
+                # reach the relay after the call's BYE and count as the relay's loss.
+                self.stale += 1
+                continue
             try:
                 sock.sendto(data, source)
                 self.echoed += 1
@@ -307,6 +318,8 @@ class Load:
             self.step = None
             return {
                 "echoed": self.echoed,
+                "stale": self.stale,
+                "wait_ms": _quantiles(self.waits),
                 "drops": drops,
                 "cpu": time.process_time() - self.cpu_at_follow,
             }

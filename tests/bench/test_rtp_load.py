@@ -70,4 +70,4 @@ def test_a_logged_answer_starts_the_stream_and_every_packet_comes_back(tmp_path:
     assert counts["voiced"] == counts["received"]  # the tone is no silence
     assert counts["lossy_calls"] == []
     assert counts["rtt_ms"] is not None and 0 <= counts["rtt_ms"]["p50"] < 500
-    assert counts["drops"] == 0 and echo["drops"] == 0
+    assert counts["drops"] == 0 and echo["drops"] == 0 and echo["stale"] == 0
