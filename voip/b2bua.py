@@ -264,7 +264,14 @@ class B2bua:
         if isinstance(route, Refusal):
             log.info("sip.call_refused", caller=caller.number, callee=number, status=route.status)
             reply(transaction, route.status, reason=route.reason)
-            self._record_unrouted(request, caller, number or "", route.status, route.disposition)
+            self._record_unrouted(
+                request,
+                caller,
+                number or "",
+                route.status,
+                route.disposition,
+                direction=route.direction,
+            )
             return
         callee: Account | None
         if route is not None:
@@ -427,6 +434,7 @@ class B2bua:
         status: int,
         disposition: Disposition,
         callee_account: Account | None = None,
+        direction: str = "internal",
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         self.calls_total.labels(disposition.value).inc()
@@ -436,7 +444,7 @@ class B2bua:
             callee=callee[:64],
             caller_department_id=caller.department_id,
             callee_department_id=callee_account.department_id if callee_account else None,
-            direction="internal",
+            direction=direction,
             started_at=now,
             answered_at=None,
             ended_at=now,
@@ -539,7 +547,11 @@ class B2bua:
             status, source.reason if source else None, to_tag=call.a_tag
         )
         if status > 100 and status < 300:
-            contact = self._endpoint.local_uri(call.callee.number, call.a.flow)
+            # Named as the caller dialled us (its To), as its dialog's later Contacts are: the
+            # carrier sees its DID, never the extension or group member behind it.
+            to = call.a_invite.to.uri
+            user = to.user if isinstance(to, SipUri) and to.user else call.callee.number
+            contact = self._endpoint.local_uri(user, call.a.flow)
             response.headers.add("Contact", f"<{contact}>")
             response.headers.add("Allow", ALLOW)
         if source is not None and source.body and status < 300:

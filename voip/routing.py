@@ -25,6 +25,7 @@ class Refusal:
     status: int
     disposition: Disposition
     reason: str | None = None
+    direction: str = "internal"  # kept in the CDR: "inbound" for the carrier's calls
 
 
 @dataclass

@@ -31,6 +31,7 @@ import contextlib
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
@@ -380,6 +381,13 @@ class InboundRouter:
     async def route(self, caller: Account, number: str, request: Request) -> Route:
         if caller.id != CARRIER_ACCOUNT_ID:
             return await self.inner.route(caller, number, request)
+        route = await self._inbound(caller, number, request)
+        if isinstance(route, Refusal):
+            # A call from outside refused (unknown DID, nobody there): an inbound record too.
+            return replace(route, direction="inbound")
+        return route
+
+    async def _inbound(self, caller: Account, number: str, request: Request) -> Route:
         to = request.to.uri
         entry = self.dids.lookup([number, to.user if isinstance(to, SipUri) else None])
         if entry is None:

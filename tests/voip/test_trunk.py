@@ -339,7 +339,9 @@ async def test_behind_nat_the_carrier_sees_only_the_public_address(
         await server.stop()
     invite = next(m for m in seen.received_messages if m.startswith("INVITE"))
     assert f"Via: SIP/2.0/UDP {public}:" in invite
-    assert f"@{public}:" in invite.split("Contact:", 1)[1].split("\n", 1)[0]
+    contact = invite.split("Contact:", 1)[1].split("\n", 1)[0]
+    # The trunk's caller ID (no department's here: the trunk user), not the extension.
+    assert f"<sip:trunkuser@{public}:" in contact and "1002" not in contact
     assert f"c=IN IP4 {public}" in invite
     everything = private_addresses(seen)
     assert "BYE " in everything  # the whole call, its end included

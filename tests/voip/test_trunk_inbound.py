@@ -36,6 +36,7 @@ from voip.rtp_relay import RtpRelay
 CARRIER = "127.0.0.2"
 PHONES = "127.0.0.3"
 STRANGER = "127.0.0.4"
+PUBLIC = "127.0.0.5"  # the exchange as the carrier sees it (its NAT's address)
 CALLER = "13912345678"  # the outside caller's number, as the carrier presents it
 DID_DESK = "01088880001"  # -> extension 1001
 DID_GROUP = "01088880002"  # -> ring group 600 (1002, 1003)
@@ -142,7 +143,9 @@ async def test_the_relay_follows_a_new_peer_and_relays_rtcp_beside_rtp() -> None
 # -- with the exchange -----------------------------------------------------------------------
 
 
-async def exchange(tmp_path: Path, carrier_port: int, *, workers: int = 0) -> Unicomm:
+async def exchange(
+    tmp_path: Path, carrier_port: int, *, workers: int = 0, public_host: str = ""
+) -> Unicomm:
     """The exchange with a trunk to CARRIER:carrier_port (not registering) and its DIDs."""
     server = await start_unicomm(
         tmp_path / "server",
@@ -154,6 +157,7 @@ async def exchange(tmp_path: Path, carrier_port: int, *, workers: int = 0) -> Un
         voip_trunk_password="trunk-pw-1",
         voip_trunk_register=False,
         voip_media_workers=workers,
+        voip_trunk_public_host=public_host,
     )
     pbx = server.http.app[PBX]
     await pbx.features.groups.save(
@@ -248,8 +252,9 @@ async def test_a_did_rings_its_extension_with_media_through_the_relay(tmp_path: 
 
 
 async def test_a_did_rings_a_ring_group(tmp_path: Path) -> None:
+    """Behind NAT (a public host): the carrier sees that host and its DID, nothing inside."""
     carrier_port = free_sip_port()
-    server = await exchange(tmp_path, carrier_port)
+    server = await exchange(tmp_path, carrier_port, public_host=PUBLIC)
     try:
         port = server.sip_port
         tone = write_tone_wav(tmp_path / "tone.wav", 440.0, 8.0)
@@ -286,18 +291,36 @@ async def test_a_did_rings_a_ring_group(tmp_path: Path) -> None:
         await server.stop()
     assert result.ok, result.describe()
     assert abs(dominant_frequency(heard, skip_seconds=0.3) - 440) < 15
-    assert_hidden(result)
+    assert_hidden(result, PUBLIC)
+    # Our 180 and 200 name the public address and the DID called: not the group (600), not
+    # the member who answered (1002), as our later in-dialog requests would.
+    answers = [m for m in result.received_messages if m.startswith(("SIP/2.0 180", "SIP/2.0 200"))]
+    contacts = {header(m, "Contact") for m in answers if "INVITE" in header(m, "CSeq")}
+    assert contacts == {f"<sip:{DID_GROUP}@{PUBLIC}:{server.sip_port}>"}, result.describe()
+    everything = "\n".join(result.received_messages)
+    assert "127.0.0.1" not in everything, result.describe()
+    for inside in ("600", "1002", "1003"):
+        assert f"sip:{inside}@" not in everything, result.describe()
     rows = await records(server)
     assert [(r.caller, r.callee, r.direction, r.disposition) for r in rows] == [
         (CALLER, "600", "inbound", Disposition.ANSWERED)  # a group's call is the group's
     ]
 
 
-def assert_hidden(result: SippResult) -> None:
+def assert_hidden(result: SippResult, relay_host: str = "127.0.0.1") -> None:
     everything = "\n".join(result.received_messages)
     assert "m=audio" in everything, result.describe()
     assert PHONES not in everything, result.describe()
-    assert "c=IN IP4 127.0.0.1" in everything
+    assert f"c=IN IP4 {relay_host}" in everything
+
+
+def header(message: str, name: str) -> str:
+    """The value of ``name`` in ``message`` ("" when it has none)."""
+    for line in message.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
 
 
 async def test_a_did_reaches_the_ivr_and_a_digit_sends_the_carrier_on(tmp_path: Path) -> None:
@@ -364,6 +387,10 @@ async def test_an_unknown_did_is_404(tmp_path: Path) -> None:
         await server.stop()
     assert result.final_statuses == [404], result.describe()
     assert not any(m.startswith("SIP/2.0 407") for m in result.received_messages)
+    rows = await records(server)  # a call from outside, refused: inbound, not internal
+    assert [(r.caller, r.callee, r.direction, r.disposition, r.sip_status) for r in rows] == [
+        (CALLER, "01099990000", "inbound", Disposition.NOT_FOUND, 404)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -403,6 +430,9 @@ async def test_an_invite_claiming_to_be_the_carrier_from_elsewhere_is_challenged
     received = result.received_messages
     assert any(m.startswith("SIP/2.0 407") for m in received), result.describe()
     assert result.final_statuses == [403], result.describe()  # its guess was wrong
+    # Not a call from the carrier: a request that failed authentication, like a phone's
+    # wrong password. No call record (a scanner would fill the table), inbound or internal.
+    assert await records(server) == []
 
 
 # -- the DID table in the API, the console and the command line ----------------------------------
