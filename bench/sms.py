@@ -41,6 +41,7 @@ from sqlalchemy import event  # noqa: E402
 from support.servers import free_port  # noqa: E402
 
 from core import migrations  # noqa: E402
+from core.cli import tune_gc  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.context import AppContext  # noqa: E402
 from core.logs import configure_logging  # noqa: E402
@@ -170,6 +171,7 @@ async def run(
         event.listen(ctx.db.engine.sync_engine, "connect", pragma)
     runner = web.AppRunner(create_app(ctx), access_log=None)
     await runner.setup()
+    tune_gc()  # as `unicomm serve` does once the app is built
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with ctx.db.session() as session:
@@ -240,7 +242,7 @@ def main() -> None:
     parser.add_argument(
         "--max-in-flight",
         type=int,
-        default=256,
+        default=128,
         help="sms_max_in_flight: provider requests in flight (the server's default is 64)",
     )
     parser.add_argument(

@@ -384,6 +384,12 @@ class DeliveryEngine:
         self.wake = asyncio.Event()
         self._bodies: dict[int, str] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Results answered by the provider and waiting for their group commit. They do
+        # not hold a send slot (the attempt was committed before the call; a crash before
+        # the result's commit leaves the row "sending", reconciled with the provider),
+        # so a slow commit (fsync on a busy disk) does not stall sending: up to
+        # ``sms_max_in_flight`` of them wait freely, more take slots back.
+        self._recording: set[asyncio.Task[None]] = set()
         self._skip_locked = db.backend == "postgresql"
         self.sent_count = 0
 
@@ -398,7 +404,7 @@ class DeliveryEngine:
                 # Refill in batches: claiming one row per finished send costs a transaction
                 # per message; claiming at half-empty costs one per many.
                 refill = min(CLAIM_BATCH, max(1, limit // 2))
-                free = limit - len(self._in_flight)
+                free = limit - self._busy(limit)
                 claimed: list[Claimed] = []
                 if free >= refill or (free > 0 and not self._in_flight):
                     claimed = await self.claim(min(free, CLAIM_BATCH))
@@ -407,10 +413,10 @@ class DeliveryEngine:
                 if time.monotonic() - last_sweep >= SWEEP_SECONDS:
                     last_sweep = time.monotonic()
                     await self.sweep()
-                if limit - len(self._in_flight) < refill and self._in_flight:
-                    while self._in_flight and limit - len(self._in_flight) < refill:
+                if self._short(limit, refill):
+                    while self._short(limit, refill):
                         await asyncio.wait(
-                            self._in_flight,
+                            self._in_flight | self._recording,
                             timeout=max(0.0, SWEEP_SECONDS - (time.monotonic() - last_sweep)),
                             return_when=asyncio.FIRST_COMPLETED,
                         )
@@ -428,6 +434,11 @@ class DeliveryEngine:
             for task in list(self._in_flight):
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+            if self._recording:  # answered sends: let their results commit, briefly
+                await asyncio.wait(self._recording, timeout=5.0)
+            for task in list(self._recording):
+                task.cancel()
+            await asyncio.gather(*self._recording, return_exceptions=True)
             await self.writer.stop()
             await self.claims.close()
 
@@ -435,6 +446,15 @@ class DeliveryEngine:
         task = asyncio.ensure_future(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+
+    def _busy(self, limit: int) -> int:
+        """Send slots taken: sends in flight, and results past ``limit`` awaiting commit."""
+        return len(self._in_flight) + max(0, len(self._recording) - limit)
+
+    def _short(self, limit: int, refill: int) -> bool:
+        """Too few free slots for a claim, and work under way that will free some."""
+        working = bool(self._in_flight or self._recording)
+        return working and limit - self._busy(limit) < refill
 
     async def claim(self, limit: int) -> list[Claimed]:
         """Mark up to ``limit`` due rows as ``sending`` by this run, committed."""
@@ -539,7 +559,16 @@ class DeliveryEngine:
             log.exception("sms.send_crashed", recipient=row.recipient_id)
             return
         self.sent_count += 1
-        await self.record(row.recipient_id, record)
+        task = asyncio.ensure_future(self._record_answer(row.recipient_id, record))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record_answer(self, recipient_id: int, record: ProviderRecord) -> None:
+        try:
+            await self.record(recipient_id, record)
+        except Exception:
+            # Left "sending": the sweep reconciles it with the provider's own record.
+            log.exception("sms.record_failed", recipient=recipient_id, sid=record.sid)
 
     async def record(self, recipient_id: int, record: ProviderRecord) -> None:
         changed = await self.writer.change(
