@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import random
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
+from support.ports import free_sip_port
+from support.sipp import Sipp, SippResult, run_sipp, sipp_binary
+from support.sipserver import PASSWORD, start_unicomm
 
 from core.context import AppContext
 from core.models import Department, Role
+from voip.cdr_export import cdr_for_month
 from voip.cost_report import cost_report
 from voip.dialplan import Destination, DialPlan
-from voip.models import CallRecord, Disposition
+from voip.models import CallRecord, ClassOfService, Disposition, Extension
 from voip.rating import (
     DEFAULT_TARIFFS,
     CallFacts,
@@ -23,6 +30,7 @@ from voip.rating import (
     monthly_report,
     report_csv,
 )
+from voip.service import as_utc
 
 PLAN = DialPlan.default()
 RULES = RatingRules(DEFAULT_TARIFFS, Decimal(15), PLAN.classify)
@@ -197,3 +205,188 @@ async def test_cost_page_and_csv_in_both_languages(
     assert (await response.text()).lstrip("\ufeff").startswith("month,department")
     bad = await client.get("/console/voip/costs.csv?month=2026-13")
     assert bad.status == 400
+
+
+# -- a month of real calls -----------------------------------------------------------------
+
+CARRIER = "127.0.0.2"
+
+
+async def test_a_month_of_real_calls_costs_the_sum_of_its_records(tmp_path: Path) -> None:
+    """Calls made through the exchange (SIPp phones, a SIPp carrier), then moved into
+    October 2026: internal, local, national and international calls of two departments,
+    one crossing midnight into November, a 403 and a refused inbound call. October's report
+    is the sum of October's records rated by the tariff sheet; November's is empty."""
+    carrier_port = free_sip_port()
+    server = await start_unicomm(
+        tmp_path / "server",
+        extensions=("1001", "1002", "1003"),
+        voip_trunk_host=CARRIER,
+        voip_trunk_port=carrier_port,
+        voip_trunk_domain="carrier.example",
+        voip_trunk_username="trunkuser",
+        voip_trunk_password="trunk-pw-1",
+        voip_trunk_register=False,
+    )
+    target = f"127.0.0.1:{server.sip_port}"
+    try:
+        async with server.ctx.db.session() as session:
+            finance = Department(code="FIN", name="财政局")
+            session.add(finance)
+            await session.flush()
+            for number, cos, department in (
+                ("1001", ClassOfService.INTERNATIONAL, None),  # IT
+                ("1002", ClassOfService.INTERNAL, None),  # IT, internal only
+                ("1003", ClassOfService.NATIONAL, finance.id),
+            ):
+                values: dict[str, object] = {"class_of_service": cos}
+                if department is not None:
+                    values["department_id"] = department
+                await session.execute(
+                    update(Extension).where(Extension.number == number).values(**values)
+                )
+        await server.voip.accounts.reload()
+
+        async def call(
+            user: str, number: str, scenario: str = "uac_call", **options: object
+        ) -> SippResult:
+            return await run_sipp(
+                scenario,
+                target,
+                users=[(user, PASSWORD)],
+                service=number,
+                work_dir=tmp_path / f"{user}-{number}",
+                timeout=20,
+                **options,  # type: ignore[arg-type]
+            )
+
+        # From the carrier, to a DID nobody has: refused (404), a record of an inbound call.
+        refused_inbound = await run_sipp(
+            "uac_expect_status",
+            target,
+            users=[("13912345678", "carrier-has-no-password")],
+            service="01099990000",
+            domain="carrier.example",
+            local_port=carrier_port,
+            extra_args=["-i", CARRIER, "-mi", CARRIER],
+            work_dir=tmp_path / "inbound",
+            timeout=20,
+        )
+        assert refused_inbound.final_statuses == [404], refused_inbound.describe()
+        carrier = Sipp(
+            "carrier",
+            users=[("trunkuser", "trunk-pw-1")],
+            calls=4,
+            local_port=carrier_port,
+            work_dir=tmp_path / "carrier",
+            extra_args=["-i", CARRIER, "-mi", CARRIER, "-rtp_echo"],
+        )
+        # Sipp.spawn() waits for 127.0.0.1:port to be taken; this one listens on CARRIER.
+        carrier.process = await asyncio.create_subprocess_exec(
+            sipp_binary(),
+            *carrier.arguments,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=(carrier.work_dir / "stdout.log").open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=carrier.work_dir,
+        )
+        phone = Sipp("uas_answer", service="1002", calls=2, work_dir=tmp_path / "1002")
+        try:
+            registered = await call("1002", "", "register_auth", local_port=phone.port)
+            assert registered.ok, registered.describe()
+            await phone.spawn()
+            placed = [
+                await call("1001", "1002", duration_ms=1500),  # internal, IT
+                await call("1003", "1002", duration_ms=700),  # internal, FIN
+                await call("1001", "012345678", duration_ms=1200),  # local
+                await call("1001", "00014155550100", duration_ms=1300),  # international
+                await call("1003", "002112345678", duration_ms=900),  # national
+                await call("1003", "013800138000", duration_ms=2500),  # a mobile: national
+            ]
+            for result in placed:
+                assert result.ok, result.describe()
+            refused = await call("1002", "002112345678", "uac_expect_status")
+            assert refused.final_statuses == [403], refused.describe()  # internal only
+            assert (await phone.wait(10)).ok
+        finally:
+            await phone.kill()
+            await carrier.kill()
+        await server.voip.cdr.flush()
+        async with server.ctx.db.session() as session:
+            made = (await session.scalars(select(CallRecord).order_by(CallRecord.id))).all()
+            assert len(made) == 8
+            # Into October 2026, days apart, each call as long as it was; the call to the
+            # mobile answered a moment before midnight on the 31st, so it ends in November.
+            for index, record in enumerate(made):
+                started = dt.datetime(2026, 10, 3 + 3 * index, 9, tzinfo=dt.UTC)
+                if record.callee == "13800138000":
+                    answered = as_utc(record.answered_at or record.started_at)
+                    started = (
+                        dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+                        - dt.timedelta(seconds=0.5)
+                        - (answered - as_utc(record.started_at))
+                    )
+                shift = started - as_utc(record.started_at)
+                record.started_at = started
+                record.ended_at = as_utc(record.ended_at) + shift
+                if record.answered_at is not None:
+                    record.answered_at = as_utc(record.answered_at) + shift
+        async with server.ctx.db.session() as session:
+            october = await cdr_for_month(session, "2026-10")
+            november = await cdr_for_month(session, "2026-11")
+            report = await cost_report(session, "2026-10", 15.0)
+            next_month = await cost_report(session, "2026-11", 15.0)
+    finally:
+        await server.stop()
+
+    assert november == [] and next_month.rows == [] and next_month.total.cost == 0
+    kinds = [(r.caller, r.callee, r.direction, r.disposition, r.sip_status) for r in october]
+    assert kinds == [
+        ("13912345678", "01099990000", "inbound", "not_found", 404),
+        ("1001", "1002", "internal", "answered", 200),
+        ("1003", "1002", "internal", "answered", 200),
+        ("1001", "12345678", "outbound", "answered", 200),
+        ("1001", "0014155550100", "outbound", "answered", 200),
+        ("1003", "02112345678", "outbound", "answered", 200),
+        ("1002", "002112345678", "internal", "rejected", 403),
+        ("1003", "13800138000", "outbound", "answered", 200),  # from 23:59:59 on the 31st
+    ]
+    midnight = october[7]
+    assert midnight.started_at.month == 10 and midnight.ended_at.month == 11
+    # Each record as rating sees it, beside the department that placed it.
+    facts = [
+        (
+            row.caller_department,
+            CallFacts(
+                None,
+                row.direction,
+                row.callee,
+                row.disposition == "answered",
+                row.duration_seconds,
+            ),
+        )
+        for row in october
+    ]
+    outbound = {PLAN.classify(f.callee) for _, f in facts if f.direction == "outbound"}
+    assert outbound == {Destination.LOCAL, Destination.NATIONAL, Destination.INTERNATIONAL}
+    refused_403 = facts[6][1]
+    assert RULES.rate(refused_403).cost == 0 and independent_cost(refused_403) == (0, 0)
+    assert independent_cost(facts[7][1])[1] == 30  # the midnight call: one national minute
+    placed = [(code, f) for code, f in facts if f.direction != "inbound"]
+    total = report.total
+    assert (total.calls, total.outbound_calls) == (7, 4)
+    assert total.cost == sum(independent_cost(f)[0] for _, f in placed) > 0
+    assert total.retail == sum(independent_cost(f)[1] for _, f in placed)
+    assert total.talk_seconds == pytest.approx(
+        sum(f.duration_seconds for _, f in placed if f.answered)
+    )
+    # Two departments, nobody else: the refused inbound call is no one's.
+    names = {"IT": "IT", "FIN": "财政局"}
+    assert {row.department for row in report.rows} == set(names.values())
+    for code, name in names.items():
+        [row] = [r for r in report.rows if r.department == name]
+        mine = [f for c, f in placed if c == code]
+        assert row.calls == len(mine) == {"IT": 4, "FIN": 3}[code]
+        assert row.cost == sum(independent_cost(f)[0] for f in mine)
+        assert row.retail == sum(independent_cost(f)[1] for f in mine)
+    assert report_csv(report).splitlines()[-1].split(",")[6] == f"{total.cost / 100:.2f}"
