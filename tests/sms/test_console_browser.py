@@ -48,7 +48,12 @@ async def test_compose_preview_send_and_follow_in_chromium(
             "document.querySelector('[data-count=\"delivered\"]').textContent === '3'",
             timeout=30_000,
         )
-        assert await page.locator('#recipients tbody tr[data-state="delivered"]').count() == 3
+        # The counts and the per-recipient table refresh separately: wait for the rows too.
+        await page.wait_for_function(
+            "document.querySelectorAll('#recipients tbody tr[data-state=\"delivered\"]')"
+            ".length === 3",
+            timeout=30_000,
+        )
         assert await page.locator("#compose-error").is_hidden()
         await page.screenshot(path=str(output_dir / "sms-broadcast.png"), full_page=True)
 
@@ -58,6 +63,7 @@ async def test_compose_preview_send_and_follow_in_chromium(
         assert await page.locator("main h1").inner_text() == "SMS alerts"
         await page.click("#history .open-broadcast")
         await page.wait_for_function(
-            "document.querySelector('[data-count=\"delivered\"]').textContent === '3'"
+            "document.querySelectorAll('#recipients tbody tr[data-state=\"delivered\"]')"
+            ".length === 3"
         )
         assert "Delivered" in await page.locator("#recipients").inner_text()
