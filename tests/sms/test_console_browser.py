@@ -55,6 +55,10 @@ async def test_compose_preview_send_and_follow_in_chromium(
             timeout=30_000,
         )
         assert await page.locator("#compose-error").is_hidden()
+        export = await page.locator("#cap-export").get_attribute("href")
+        assert export is not None and export.endswith("/cap")
+        document = await (await page.request.get(f"{base}{export}")).body()
+        assert b"urn:oasis:names:tc:emergency:cap:1.2" in document
         await page.screenshot(path=str(output_dir / "sms-broadcast.png"), full_page=True)
 
         # The history row opens the same progress after a reload, and in English.
