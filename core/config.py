@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -119,6 +120,9 @@ class Settings(BaseSettings):
     login_lockout_minutes: float = Field(15.0, gt=0, description="How long a lockout lasts.")
     cookie_secure: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
     node_name: str = Field("", description="Name of this node in a cluster; hostname if empty.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="IANA time zone of the city: report months, times shown."
+    )
     # SMS alerts (sms/): provider, callbacks and the delivery engine's limits.
     sms_provider: str = Field(
         "console",
@@ -211,6 +215,15 @@ class Settings(BaseSettings):
             raise ValueError("must be 'console' or 'json'")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
     @field_validator("sip_t2_ms")
     @classmethod
     def _t2_not_below_t1(cls, value: int, info: ValidationInfo) -> int:
@@ -246,6 +259,11 @@ class Settings(BaseSettings):
     # Derived paths: everything else asks these, never the working directory.
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The city's time zone (``timezone``): months of reports, times shown to people."""
+        return ZoneInfo(self.timezone)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -112,7 +112,9 @@ class CdrOut(BaseModel):
 
 
 class MonthQuery(BaseModel):
-    month: str = Field(pattern=cdr_export.MONTH_PATTERN.pattern, description="YYYY-MM (UTC)")
+    month: str = Field(
+        pattern=cdr_export.MONTH_PATTERN.pattern, description="YYYY-MM (in the timezone setting)"
+    )
 
 
 def directory_refusal(exc: service.DirectoryError) -> ApiError:
@@ -355,7 +357,7 @@ def mount(app: web.Application) -> None:
 
     async def cdr(request: web.Request, identity: Identity, query: MonthQuery) -> list[CdrOut]:
         async with ctx.db.session() as session:
-            rows = await cdr_export.cdr_for_month(session, query.month)
+            rows = await cdr_export.cdr_for_month(session, query.month, ctx.settings.zone)
         return [CdrOut.model_validate(row, from_attributes=True) for row in rows]
 
     api.add(
@@ -371,7 +373,7 @@ def mount(app: web.Application) -> None:
 
     async def cdr_csv(request: web.Request, identity: Identity, query: MonthQuery) -> web.Response:
         async with ctx.db.session() as session:
-            rows = await cdr_export.cdr_for_month(session, query.month)
+            rows = await cdr_export.cdr_for_month(session, query.month, ctx.settings.zone)
         return web.Response(
             text=cdr_export.cdr_csv(rows),
             content_type="text/csv",

@@ -1,6 +1,8 @@
 """Call-detail records of one month, as rows and as CSV (read straight from the database).
 
-A month is a calendar month in UTC, the zone every timestamp is stored in.
+A month is a calendar month of the city's time zone (the ``timezone`` setting): the
+report is the city's month, not Greenwich's. Timestamps are stored in UTC; the rows
+carry them in that zone, and the CSV writes them in ISO 8601 with the offset.
 """
 
 from __future__ import annotations
@@ -48,20 +50,27 @@ class CdrRow:
 CSV_COLUMNS = tuple(column.name for column in fields(CdrRow))
 
 
-def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
-    """``[first instant, first instant of the next month)`` of ``YYYY-MM`` in UTC."""
+def month_bounds(month: str, zone: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    """``[first instant, first instant of the next month)`` of ``YYYY-MM`` in ``zone``,
+    as UTC instants (what the database stores)."""
     match = MONTH_PATTERN.match(month)
     if match is None:
         raise MonthError(f"month: must be YYYY-MM, got {month!r}")
     year, number = int(match[1]), int(match[2])
-    start = dt.datetime(year, number, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=dt.UTC)
-    return start, end
+    start = dt.datetime(year, number, 1, tzinfo=zone)
+    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-async def cdr_for_month(session: AsyncSession, month: str) -> list[CdrRow]:
-    """The calls that started in ``month``, in the order they started."""
-    start, end = month_bounds(month)
+def this_month(zone: dt.tzinfo, now: dt.datetime | None = None) -> str:
+    """``YYYY-MM`` of ``now`` (the present by default) in ``zone``."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(zone).strftime("%Y-%m")
+
+
+async def cdr_for_month(session: AsyncSession, month: str, zone: dt.tzinfo) -> list[CdrRow]:
+    """The calls that started in ``month`` of ``zone``, in the order they started; their
+    times in ``zone``."""
+    start, end = month_bounds(month, zone)
     caller_department = aliased(Department)
     callee_department = aliased(Department)
     rows = await session.execute(
@@ -79,9 +88,11 @@ async def cdr_for_month(session: AsyncSession, month: str) -> list[CdrRow]:
             caller_department=caller_code,
             callee_department=callee_code,
             direction=record.direction,
-            started_at=as_utc(record.started_at),
-            answered_at=as_utc(record.answered_at) if record.answered_at else None,
-            ended_at=as_utc(record.ended_at),
+            started_at=as_utc(record.started_at).astimezone(zone),
+            answered_at=(
+                as_utc(record.answered_at).astimezone(zone) if record.answered_at else None
+            ),
+            ended_at=as_utc(record.ended_at).astimezone(zone),
             duration_seconds=round(record.duration_seconds, 3),
             disposition=record.disposition.value,
             hangup_side=record.hangup_side,
@@ -92,7 +103,8 @@ async def cdr_for_month(session: AsyncSession, month: str) -> list[CdrRow]:
 
 
 def cdr_csv(rows: list[CdrRow]) -> str:
-    """CSV with a header line; times in ISO 8601 UTC, empty cells for what is unknown."""
+    """CSV with a header line; times in ISO 8601 with their offset, empty cells for what is
+    unknown."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

@@ -109,7 +109,7 @@ async def _calls(settings: Settings, args: argparse.Namespace) -> int:
         print("no live calls")
         return 0
     now = dt.datetime.now(dt.UTC)
-    rows = [("CALL-ID", "CALLER", "CALLEE", "STATE", "STARTED (UTC)", "DURATION", "NODE")]
+    rows = [("CALL-ID", "CALLER", "CALLEE", "STATE", "STARTED", "DURATION", "NODE")]
     for call in calls:
         started = _time(call.get("started_at"))
         answered = _time(call.get("answered_at"))
@@ -119,7 +119,7 @@ async def _calls(settings: Settings, args: argparse.Namespace) -> int:
                 str(call["caller"]),
                 str(call["callee"]),
                 str(call["state"]),
-                started.strftime("%Y-%m-%d %H:%M:%S") if started else "-",
+                service.shown(started, settings.zone) or "-",
                 # Talking time once answered; before that, how long it has been ringing.
                 _duration(now - (answered or started)) if started else "-",
                 str(call.get("node") or "-"),
@@ -144,11 +144,11 @@ def _duration(elapsed: dt.timedelta) -> str:
 
 async def _cdr_export(ctx: AppContext, args: argparse.Namespace) -> int:
     try:
-        cdr_export.month_bounds(args.month)
+        cdr_export.month_bounds(args.month, ctx.settings.zone)
     except cdr_export.MonthError as exc:
         raise CliError(str(exc)) from None
     async with ctx.db.session() as session:
-        rows = await cdr_export.cdr_for_month(session, args.month)
+        rows = await cdr_export.cdr_for_month(session, args.month, ctx.settings.zone)
     text = cdr_export.cdr_csv(rows)
     if args.output:
         await asyncio.to_thread(_write_file, Path(args.output), text)
@@ -162,7 +162,7 @@ async def _cdr_report(ctx: AppContext, args: argparse.Namespace) -> int:
     discount = ctx.settings.voip_bulk_discount_percent
     try:
         async with ctx.db.session() as session:
-            report = await cost_report.cost_report(session, args.month, discount)
+            report = await cost_report.cost_report(session, args.month, discount, ctx.settings.zone)
     except cdr_export.MonthError as exc:
         raise CliError(str(exc)) from None
     if args.csv:
@@ -271,11 +271,11 @@ def add_cli(commands: Any) -> None:
         dest="cdr_command", required=True
     )
     export = cdr.add_parser("export", help="write a month's call records as CSV")
-    export.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    export.add_argument("--month", required=True, help="YYYY-MM (in the timezone setting)")
     export.add_argument("--output", help="file to write; standard output when omitted")
     export.set_defaults(run=_cdr_export)
     report = cdr.add_parser("report", help="a month's call costs per department")
-    report.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    report.add_argument("--month", required=True, help="YYYY-MM (in the timezone setting)")
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     report.set_defaults(run=_cdr_report)
 

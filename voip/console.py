@@ -73,6 +73,7 @@ def mount(app: web.Application) -> None:
             "classes": list(ClassOfService),
             "registrations": registrations,
             "calls": await service.live_calls(ctx.state),
+            "local_time": lambda moment: service.shown(moment, ctx.settings.zone),
             "can_edit": identity is not None and identity.has_role(*WRITERS),
             "notice": _notice(request),
             "add_error": None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,7 @@ from core.console import ConsolePage
 from core.i18n import LANG
 from core.web import CONSOLE, CTX, I18N
 
-from .cdr_export import MonthError
+from .cdr_export import MonthError, this_month
 from .cost_report import cost_report
 from .rating import bar_chart_svg, report_csv
 
@@ -29,22 +28,19 @@ PAGE = ConsolePage(
 CSV_PATH = "/console/voip/costs.csv"
 
 
-def this_month() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m")
-
-
 def mount(app: web.Application) -> None:
     ctx = app[CTX]
     console = app[CONSOLE]
     translations = app[I18N]
     discount = ctx.settings.voip_bulk_discount_percent
+    zone = ctx.settings.zone  # the city's months, not UTC's
 
     async def page(request: web.Request) -> Mapping[str, Any]:
-        month = request.query.get("month") or this_month()
+        month = request.query.get("month") or this_month(zone)
         lang = request[LANG]
         try:
             async with ctx.db.session() as session:
-                report = await cost_report(session, month, discount)
+                report = await cost_report(session, month, discount, zone)
         except MonthError:
             raise web.HTTPBadRequest(text=translations.get(lang, "voip.costs.bad_month")) from None
         chart = bar_chart_svg(
@@ -68,10 +64,10 @@ def mount(app: web.Application) -> None:
         identity = identity_of(request)
         if identity is None or identity.role is None:
             raise web.HTTPFound(f"/login?next={PAGE.path}")
-        month = request.query.get("month") or this_month()
+        month = request.query.get("month") or this_month(zone)
         try:
             async with ctx.db.session() as session:
-                report = await cost_report(session, month, discount)
+                report = await cost_report(session, month, discount, zone)
         except MonthError:
             raise web.HTTPBadRequest(
                 text=translations.get(request[LANG], "voip.costs.bad_month")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -30,9 +31,13 @@ async def rating_rules(session: AsyncSession, discount_percent: float) -> Rating
     )
 
 
-async def cost_report(session: AsyncSession, month: str, discount_percent: float) -> CostReport:
-    """Raises cdr_export.MonthError for a month that is not ``YYYY-MM``."""
-    start, end = month_bounds(month)
+async def cost_report(
+    session: AsyncSession, month: str, discount_percent: float, zone: dt.tzinfo
+) -> CostReport:
+    """The calls that started in ``month`` of ``zone`` (the city's month, not UTC's).
+
+    Raises cdr_export.MonthError for a month that is not ``YYYY-MM``."""
+    start, end = month_bounds(month, zone)
     records = (
         await session.execute(
             select(

@@ -108,6 +108,8 @@ class ToPstn:
 class Refused:
     status: int  # 403 not allowed, 404 no such number, 484 incomplete
     reason: str
+    # An attempt at an outside number (after the outbound prefix): its CDR is outbound.
+    outbound: bool = False
 
 
 Decision = ToExtension | ToFeature | ToPstn | Refused
@@ -241,10 +243,11 @@ class DialPlan:
 
     def _outbound(self, number: str, cos: ClassOfService) -> Decision:
         if not number.lstrip("+").isdigit() or len(number) < MIN_PSTN_DIGITS:
-            return Refused(484, "incomplete number")
+            return Refused(484, "incomplete number", outbound=True)
         destination = self.classify(number)
         if not cos_allows(cos, destination):
-            return Refused(403, f"class of service {cos.value} does not allow {destination.value}")
+            reason = f"class of service {cos.value} does not allow {destination.value}"
+            return Refused(403, reason, outbound=True)
         return ToPstn(number, destination)
 
 

@@ -82,7 +82,10 @@ class ExchangeRouter:
                 reason=decision.reason,
             )
             disposition = Disposition.REJECTED if decision.status == 403 else Disposition.FAILED
-            return Refusal(decision.status, disposition, _reason(decision))
+            # An outside number the class of service does not reach is still an outbound
+            # call attempt (costs nothing, counted as placed by the department).
+            direction = "outbound" if decision.outbound else "internal"
+            return Refusal(decision.status, disposition, _reason(decision), direction)
         if isinstance(decision, ToExtension):
             if decision.via_short_code is None:
                 return None  # the call core's own business

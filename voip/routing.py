@@ -25,7 +25,9 @@ class Refusal:
     status: int
     disposition: Disposition
     reason: str | None = None
-    direction: str = "internal"  # kept in the CDR: "inbound" for the carrier's calls
+    # kept in the CDR: "inbound" for the carrier's calls, "outbound" for an outside
+    # number the dial plan refused (class of service)
+    direction: str = "internal"
 
 
 @dataclass

@@ -131,6 +131,14 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
+def shown(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
+    """A stored instant as people read it: in ``zone`` (the city's), ISO 8601 to the second
+    with its offset (``2026-11-01 00:30:00+08:00``); "" for none."""
+    if moment is None:
+        return ""
+    return as_utc(moment).astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
 def digest_ha1(number: str, realm: str, password: str) -> tuple[str, str]:
     """HA1 for MD5 and SHA-256 digest (RFC 2617 / RFC 8760): what the registrar checks."""
     material = f"{number}:{realm}:{password}".encode()

@@ -24,6 +24,7 @@ def test_documented_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert settings.sip_port == 5060
     assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'var' / 'unicomm.db'}"
     assert settings.redis_url == ""
+    assert settings.timezone == "Asia/Shanghai" and settings.zone.key == "Asia/Shanghai"
 
 
 def test_file_values_and_paths_relative_to_the_file(
@@ -63,6 +64,8 @@ def test_postgres_url_gets_the_async_driver(tmp_path: Path) -> None:
         ("[unicomm]\nsip_port = 70000\n", "sip_port"),
         ("[unicomm]\nlog_level = 'LOUD'\n", "log_level"),
         ("[unicomm]\ndatabase_url = 'mysql://x'\n", "database_url"),
+        ("[unicomm]\ntimezone = 'Asia/Beijing'\n", "timezone"),
+        ("[unicomm]\ntimezone = '../etc/passwd'\n", "timezone"),
         ("[unicomm]\nhttp_prot = 80\n", "http_prot"),
     ],
 )

@@ -70,6 +70,21 @@ async def insert_records(url: str) -> None:
                         disposition=Disposition.NO_ANSWER,
                         sip_status=None,
                     ),
+                    # Answered at 00:30 on 1 November in Shanghai: October's call in UTC.
+                    CallRecord(
+                        call_id="e@1",
+                        caller="2001",
+                        callee="02112345678",
+                        caller_department_id=fin.id,
+                        direction="outbound",
+                        started_at=at(31, 16, 29, 55, month=10),
+                        answered_at=at(31, 16, 30, month=10),
+                        ended_at=at(31, 16, 31, month=10),
+                        duration_seconds=60.0,
+                        disposition=Disposition.ANSWERED,
+                        hangup_side="caller",
+                        sip_status=200,
+                    ),
                     CallRecord(
                         call_id="d@1",
                         caller="2001",
@@ -88,7 +103,7 @@ async def insert_records(url: str) -> None:
 
 def test_cdr_export_writes_the_month_as_csv(tmp_path: Path) -> None:
     config = tmp_path / "unicomm.toml"
-    config.write_text('[unicomm]\ndata_dir = "var"\n')
+    config.write_text('[unicomm]\ndata_dir = "var"\ntimezone = "UTC"\n')
     assert run_cli("--config", str(config), "db", "upgrade", cwd=tmp_path).returncode == 0
     asyncio.run(insert_records(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'unicomm.db'}"))
 
@@ -166,3 +181,36 @@ def test_cdr_export_writes_the_month_as_csv(tmp_path: Path) -> None:
     bad = run_cli("--config", str(config), "cdr", "export", "--month", "2026-5", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "unicomm: error: month: must be YYYY-MM, got '2026-5'"
+
+    # The city's months: 16:30 UTC on 31 October is October's in UTC, November's in
+    # Shanghai (the default timezone), where its times carry +08:00.
+    def export(config: Path, month: str) -> list[dict[str, str]]:
+        done = run_cli("--config", str(config), "cdr", "export", "--month", month, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return list(csv.DictReader(io.StringIO(done.stdout)))
+
+    [utc] = export(config, "2026-10")
+    assert (utc["call_id"], utc["answered_at"]) == ("e@1", "2026-10-31T16:30:00+00:00")
+    shanghai = tmp_path / "shanghai.toml"
+    shanghai.write_text('[unicomm]\ndata_dir = "var"\n')
+    assert export(shanghai, "2026-10") == []
+    [local] = export(shanghai, "2026-11")
+    assert (local["call_id"], local["started_at"], local["answered_at"], local["ended_at"]) == (
+        "e@1",
+        "2026-11-01T00:29:55+08:00",
+        "2026-11-01T00:30:00+08:00",
+        "2026-11-01T00:31:00+08:00",
+    )
+    report = run_cli(
+        "--config", str(shanghai), "cdr", "report", "--month", "2026-11", "--csv", cwd=tmp_path
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[1].split(",")[:4] == ["2026-11", "财政局", "1", "1"]
+
+    # An unknown zone stops the command before it does anything, naming the key.
+    nowhere = tmp_path / "nowhere.toml"
+    nowhere.write_text('[unicomm]\ndata_dir = "var"\ntimezone = "Asia/Beijing"\n')
+    refused = run_cli("--config", str(nowhere), "cdr", "export", "--month", "2026-11", cwd=tmp_path)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert "invalid value for 'timezone'" in refused.stderr
+    assert "Asia/Beijing" in refused.stderr

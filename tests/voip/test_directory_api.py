@@ -278,10 +278,14 @@ async def test_registrations_calls_and_cdr(client: TestClient, app_context: AppC
     assert exported.content_type == "text/csv"
     lines = (await exported.text()).splitlines()
     assert lines[0].startswith("call_id,caller,callee,caller_department,callee_department")
-    assert lines[1].startswith("cdr-1,1001,2001,FIN,,internal,2026-05-03T08:00:00+00:00")
+    # Times in the city's zone (timezone, Asia/Shanghai by default), with the offset.
+    assert lines[1].startswith("cdr-1,1001,2001,FIN,,internal,2026-05-03T16:00:00+08:00")
 
     page = await (await client.get("/console/voip")).text()
     assert "192.0.2.7:5062" in page and "live-1" in page and "baresip 3.0" in page
+    # The live call's start in the city's zone (timezone, Asia/Shanghai by default).
+    local = now.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    assert local.isoformat(sep=" ", timespec="seconds") in page
 
 
 async def test_openapi_lists_the_directory_routes(

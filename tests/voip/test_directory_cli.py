@@ -129,12 +129,12 @@ def test_calls_lists_the_live_calls_of_the_running_server(
             "CALLEE",
             "STATE",
             "STARTED",
-            "(UTC)",
             "DURATION",
             "NODE",
         ]
         cells = row.split()
         assert cells[:4] == ["call-abc@10.0.0.5", "1001", "2001", "answered"]
+        assert cells[5].endswith("+08:00")  # the city's time (timezone), with its offset
         assert cells[-2].startswith("0:01:") and cells[-1] == "node-a"
     finally:
         assert server.stop() == 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from core.context import AppContext
 from core.models import AuditEntry, Role
 from voip import service
+from voip.features.models import VoicemailRow
 
 PASSWORD = "correct-horse"
 
@@ -96,3 +99,15 @@ async def test_ring_groups_and_voicemail_routes(
     gone = await client.delete("/api/voip/voicemail/messages/99", headers=headers)
     assert gone.status == 404
     assert (await client.get("/api/voip/voicemail/messages/x/audio")).status == 404
+    # The console shows a message's time in the city's zone (timezone), with its offset.
+    async with app_context.db.session() as session:
+        session.add(
+            VoicemailRow(
+                mailbox="2001",
+                caller="1001",
+                created_at=dt.datetime(2026, 10, 31, 16, 30, tzinfo=dt.UTC),
+                path="none.wav",
+            )
+        )
+    page = await (await client.get("/console/voip/features")).text()
+    assert "2026-11-01 00:30:00+08:00" in page

@@ -8,6 +8,7 @@ import math
 import random
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -18,13 +19,14 @@ from support.sipserver import PASSWORD, start_unicomm
 
 from core.context import AppContext
 from core.models import Department, Role
-from voip.cdr_export import cdr_for_month
+from voip.cdr_export import CdrRow, cdr_csv, cdr_for_month
 from voip.cost_report import cost_report
 from voip.dialplan import Destination, DialPlan
 from voip.models import CallRecord, ClassOfService, Disposition, Extension
 from voip.rating import (
     DEFAULT_TARIFFS,
     CallFacts,
+    CostReport,
     RatingRules,
     bar_chart_svg,
     monthly_report,
@@ -33,6 +35,7 @@ from voip.rating import (
 from voip.service import as_utc
 
 PLAN = DialPlan.default()
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the default ``timezone``: the city's months
 RULES = RatingRules(DEFAULT_TARIFFS, Decimal(15), PLAN.classify)
 
 
@@ -173,7 +176,7 @@ async def test_report_from_the_database_matches_the_rules(app_context: AppContex
             )
         )
     async with app_context.db.session() as session:
-        report = await cost_report(session, "2026-10", 15.0)
+        report = await cost_report(session, "2026-10", 15.0, SHANGHAI)
     placed = [c for c in calls if c.direction != "inbound"]
     assert report.total.calls == len(placed)
     assert report.total.cost == sum(independent_cost(c)[0] for c in placed)
@@ -203,6 +206,30 @@ async def test_cost_page_and_csv_in_both_languages(
     )
     assert response.status == 200 and response.content_type == "text/csv"
     assert (await response.text()).lstrip("\ufeff").startswith("month,department")
+    # Answered at 00:30 on 1 November in Shanghai (the default timezone): November's call.
+    answered = dt.datetime(2026, 10, 31, 16, 30, tzinfo=dt.UTC)
+    async with app_context.db.session() as session:
+        session.add(
+            CallRecord(
+                call_id="after-midnight",
+                caller="1001",
+                callee="02112345678",
+                direction="outbound",
+                started_at=answered - dt.timedelta(seconds=5),
+                answered_at=answered,
+                ended_at=answered + dt.timedelta(seconds=60),
+                duration_seconds=60.0,
+                disposition=Disposition.ANSWERED,
+            )
+        )
+    totals: dict[str, tuple[str, ...]] = {}
+    for month in ("2026-10", "2026-11"):
+        response = await client.get(f"/console/voip/costs.csv?month={month}")
+        total = (await response.text()).splitlines()[-1].split(",")
+        totals[month] = (total[2], total[3], total[6])  # calls, outbound calls, cost
+    assert totals == {"2026-10": ("0", "0", "0.00"), "2026-11": ("1", "1", "0.26")}
+    page = await client.get("/console/voip/costs?month=2026-11")
+    assert "0.26" in await page.text()
     bad = await client.get("/console/voip/costs.csv?month=2026-13")
     assert bad.status == 400
 
@@ -215,8 +242,10 @@ CARRIER = "127.0.0.2"
 async def test_a_month_of_real_calls_costs_the_sum_of_its_records(tmp_path: Path) -> None:
     """Calls made through the exchange (SIPp phones, a SIPp carrier), then moved into
     October 2026: internal, local, national and international calls of two departments,
-    one crossing midnight into November, a 403 and a refused inbound call. October's report
-    is the sum of October's records rated by the tariff sheet; November's is empty."""
+    one crossing Shanghai's midnight into November, a 403 and a refused inbound call, and
+    the local call answered at 16:30 UTC on the 31st: 00:30 on 1 November in Shanghai. Each
+    month's report is the sum of that month's records rated by the tariff sheet; the months
+    are Shanghai's (the default ``timezone``), and with UTC's the local call is October's."""
     carrier_port = free_sip_port()
     server = await start_unicomm(
         tmp_path / "server",
@@ -316,15 +345,21 @@ async def test_a_month_of_real_calls_costs_the_sum_of_its_records(tmp_path: Path
             made = (await session.scalars(select(CallRecord).order_by(CallRecord.id))).all()
             assert len(made) == 8
             # Into October 2026, days apart, each call as long as it was; the call to the
-            # mobile answered a moment before midnight on the 31st, so it ends in November.
+            # mobile answered a moment before midnight on the 31st in Shanghai, so it ends in
+            # November; the local call answered at 00:30 on 1 November in Shanghai (16:30 UTC
+            # on the 31st).
             for index, record in enumerate(made):
                 started = dt.datetime(2026, 10, 3 + 3 * index, 9, tzinfo=dt.UTC)
-                if record.callee == "13800138000":
+                answered_at = {
+                    "13800138000": dt.datetime(2026, 11, 1, tzinfo=SHANGHAI)
+                    - dt.timedelta(seconds=0.5),
+                    "12345678": dt.datetime(2026, 10, 31, 16, 30, tzinfo=dt.UTC),
+                }.get(record.callee)
+                if answered_at is not None:
                     answered = as_utc(record.answered_at or record.started_at)
-                    started = (
-                        dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-                        - dt.timedelta(seconds=0.5)
-                        - (answered - as_utc(record.started_at))
+                    # Stored in UTC, as the exchange stores every time (SQLite keeps no zone).
+                    started = (answered_at - (answered - as_utc(record.started_at))).astimezone(
+                        dt.UTC
                     )
                 shift = started - as_utc(record.started_at)
                 record.started_at = started
@@ -332,29 +367,63 @@ async def test_a_month_of_real_calls_costs_the_sum_of_its_records(tmp_path: Path
                 if record.answered_at is not None:
                     record.answered_at = as_utc(record.answered_at) + shift
         async with server.ctx.db.session() as session:
-            october = await cdr_for_month(session, "2026-10")
-            november = await cdr_for_month(session, "2026-11")
-            report = await cost_report(session, "2026-10", 15.0)
-            next_month = await cost_report(session, "2026-11", 15.0)
+            october = await cdr_for_month(session, "2026-10", SHANGHAI)
+            november = await cdr_for_month(session, "2026-11", SHANGHAI)
+            report = await cost_report(session, "2026-10", 15.0, SHANGHAI)
+            next_month = await cost_report(session, "2026-11", 15.0, SHANGHAI)
+            utc_october = await cdr_for_month(session, "2026-10", dt.UTC)
+            utc_november = await cdr_for_month(session, "2026-11", dt.UTC)
+            utc_report = await cost_report(session, "2026-10", 15.0, dt.UTC)
     finally:
         await server.stop()
 
-    assert november == [] and next_month.rows == [] and next_month.total.cost == 0
     kinds = [(r.caller, r.callee, r.direction, r.disposition, r.sip_status) for r in october]
+    local_call = ("1001", "12345678", "outbound", "answered", 200)
     assert kinds == [
         ("13912345678", "01099990000", "inbound", "not_found", 404),
         ("1001", "1002", "internal", "answered", 200),
         ("1003", "1002", "internal", "answered", 200),
-        ("1001", "12345678", "outbound", "answered", 200),
         ("1001", "0014155550100", "outbound", "answered", 200),
         ("1003", "02112345678", "outbound", "answered", 200),
-        ("1002", "002112345678", "internal", "rejected", 403),
+        ("1002", "002112345678", "outbound", "rejected", 403),  # an outbound attempt
         ("1003", "13800138000", "outbound", "answered", 200),  # from 23:59:59 on the 31st
     ]
-    midnight = october[7]
+    midnight = october[6]
     assert midnight.started_at.month == 10 and midnight.ended_at.month == 11
-    # Each record as rating sees it, beside the department that placed it.
-    facts = [
+    assert midnight.started_at.utcoffset() == dt.timedelta(hours=8)
+    assert independent_cost(facts_of([midnight])[0][1])[1] == 30  # one national minute
+    refused_403 = facts_of([october[5]])[0][1]
+    assert RULES.rate(refused_403).cost == 0 and independent_cost(refused_403) == (0, 0)
+    # November in Shanghai: the local call, at 00:30 of the 1st, in Shanghai's time.
+    [after_midnight] = november
+    assert (after_midnight.caller, after_midnight.callee, after_midnight.direction) == (
+        local_call[:3]
+    )
+    assert after_midnight.answered_at is not None
+    assert after_midnight.answered_at.isoformat() == "2026-11-01T00:30:00+08:00"
+    assert ",2026-11-01T00:30:00+08:00," in cdr_csv(november)
+    # In UTC the same call is October's, and every time is written with +00:00.
+    assert utc_november == []
+    assert [r.call_id for r in utc_october] == [r.call_id for r in [*october, *november]]
+    assert utc_october[-1].answered_at == dt.datetime(2026, 10, 31, 16, 30, tzinfo=dt.UTC)
+    assert "+08:00" not in cdr_csv(utc_october) and "+00:00" in cdr_csv(utc_october)
+
+    answered = [f for _, f in facts_of(utc_october) if f.direction == "outbound" and f.answered]
+    destinations = {PLAN.classify(f.callee) for f in answered}
+    assert destinations == {Destination.LOCAL, Destination.NATIONAL, Destination.INTERNATIONAL}
+    # Each month's report is the sum of its records, per department (the refused inbound
+    # call is no one's); the 403 counts as an outbound call placed, at no cost.
+    assert_report_is_the_sum(report, october, calls=(6, 4), per_department={"IT": 3, "FIN": 3})
+    assert_report_is_the_sum(next_month, november, calls=(1, 1), per_department={"IT": 1})
+    assert_report_is_the_sum(
+        utc_report, utc_october, calls=(7, 5), per_department={"IT": 4, "FIN": 3}
+    )
+    assert report.total.cost + next_month.total.cost == utc_report.total.cost
+
+
+def facts_of(rows: list[CdrRow]) -> list[tuple[str | None, CallFacts]]:
+    """Each record as rating sees it, beside the department that placed it."""
+    return [
         (
             row.caller_department,
             CallFacts(
@@ -365,28 +434,35 @@ async def test_a_month_of_real_calls_costs_the_sum_of_its_records(tmp_path: Path
                 row.duration_seconds,
             ),
         )
-        for row in october
+        for row in rows
     ]
-    outbound = {PLAN.classify(f.callee) for _, f in facts if f.direction == "outbound"}
-    assert outbound == {Destination.LOCAL, Destination.NATIONAL, Destination.INTERNATIONAL}
-    refused_403 = facts[6][1]
-    assert RULES.rate(refused_403).cost == 0 and independent_cost(refused_403) == (0, 0)
-    assert independent_cost(facts[7][1])[1] == 30  # the midnight call: one national minute
-    placed = [(code, f) for code, f in facts if f.direction != "inbound"]
+
+
+def assert_report_is_the_sum(
+    report: CostReport,
+    rows: list[CdrRow],
+    *,
+    calls: tuple[int, int],
+    per_department: dict[str, int],
+) -> None:
+    placed = [(code, f) for code, f in facts_of(rows) if f.direction != "inbound"]
     total = report.total
-    assert (total.calls, total.outbound_calls) == (7, 4)
+    assert (total.calls, total.outbound_calls) == calls
+    assert total.outbound_calls == sum(f.direction == "outbound" for _, f in placed)
     assert total.cost == sum(independent_cost(f)[0] for _, f in placed) > 0
     assert total.retail == sum(independent_cost(f)[1] for _, f in placed)
     assert total.talk_seconds == pytest.approx(
         sum(f.duration_seconds for _, f in placed if f.answered)
     )
-    # Two departments, nobody else: the refused inbound call is no one's.
     names = {"IT": "IT", "FIN": "财政局"}
-    assert {row.department for row in report.rows} == set(names.values())
-    for code, name in names.items():
-        [row] = [r for r in report.rows if r.department == name]
+    assert {row.department: row.calls for row in report.rows} == {
+        names[code]: count for code, count in per_department.items()
+    }
+    for code in per_department:
+        [row] = [r for r in report.rows if r.department == names[code]]
         mine = [f for c, f in placed if c == code]
-        assert row.calls == len(mine) == {"IT": 4, "FIN": 3}[code]
+        assert row.calls == len(mine)
+        assert row.outbound_calls == sum(f.direction == "outbound" for f in mine)
         assert row.cost == sum(independent_cost(f)[0] for f in mine)
         assert row.retail == sum(independent_cost(f)[1] for f in mine)
     assert report_csv(report).splitlines()[-1].split(",")[6] == f"{total.cost / 100:.2f}"

@@ -151,7 +151,7 @@ async def test_class_of_service_and_a_hidden_topology_on_the_trunk(
     async with unicomm.ctx.db.session() as session:
         rows = (await session.scalars(select(CallRecord).order_by(CallRecord.id))).all()
     assert [(r.caller, r.direction, r.disposition, r.sip_status) for r in rows] == [
-        ("1001", "internal", Disposition.REJECTED, 403),
+        ("1001", "outbound", Disposition.REJECTED, 403),  # an outbound attempt, refused
         ("1002", "outbound", Disposition.ANSWERED, 200),
     ]
     assert rows[1].callee == "02112345678"

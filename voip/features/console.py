@@ -84,6 +84,7 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
         can_hear = identity is not None and identity.has_role(*RECORDING_READERS)
         return {
             "page": PAGE,
+            "local_time": lambda moment: service.shown(moment, ctx.settings.zone),
             "extensions": [(e, pbx.store.get(e.number)) for e in extensions],
             "recordings": await pbx.recordings.recent() if can_hear else [],
             "can_hear": can_hear,
