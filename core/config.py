@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         200, ge=0, description="Recipients above which a second officer approves; 0: never."
     )
     sms_segment_price: float = Field(0.05, ge=0, description="Estimated cost of one segment.")
+    sms_call_retries: int = Field(
+        2, ge=0, description="Escalation calls again after one that rang unanswered or busy."
+    )
+    sms_call_retry_minutes: float = Field(
+        5.0, gt=0, description="Minutes between an unanswered escalation call and the next."
+    )
 
     # News on demand (vod/): transcoding, uploads, watch folder, retention, serving.
     vod_max_jobs: int = Field(1, ge=1, description="Transcode jobs run at once on this node.")

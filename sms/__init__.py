@@ -2,7 +2,7 @@
 
 Escalation (:mod:`sms.escalation`): recipients who have not acknowledged after N
 minutes get a phone call from the exchange reading the alert (``voip.place_call``,
-when voip is installed), and/or the alert goes to a backup group.
+when voip is installed; pressing 1 acknowledges), and/or the alert goes to a backup group.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def setup(app: web.Application) -> None:
 def voip_dialer(app: web.Application) -> Dialer | None:
     """voip's narrow interface for escalation calls, if voip is installed (rule 1)."""
     try:
-        from voip import place_call
+        from voip import CollectDigits, place_call
     except ImportError:
         return None
 
@@ -59,6 +59,9 @@ def voip_dialer(app: web.Application) -> Dialer | None:
         ring_seconds: float,
         max_seconds: float,
         before_dial: Callable[[], Awaitable[bool]],
+        ack_key: str,
+        ack_reply: str,
+        on_ack: Callable[[str], Awaitable[bool]],
     ) -> DialResult:
         outcome = await place_call(
             app,
@@ -69,6 +72,7 @@ def voip_dialer(app: web.Application) -> Dialer | None:
             ring_seconds=ring_seconds,
             max_seconds=max_seconds,
             before_dial=before_dial,
+            collect=CollectDigits(accept=ack_key, reply=ack_reply, on_accept=on_ack),
         )
         return DialResult(
             str(outcome.result),
@@ -77,6 +81,7 @@ def voip_dialer(app: web.Application) -> Dialer | None:
             outcome.detail,
             outcome.call_id,
             outcome.talk_seconds,
+            outcome.digits,
         )
 
     return dial

@@ -164,6 +164,8 @@ class CallOut(BaseModel):
     state: str  # pending claimed dialling answered busy no_answer failed skipped interrupted
     number: str
     attempts: int
+    dial_count: int = 0  # calls dialled (the first and any after no answer or busy)
+    digits: str = ""  # keys pressed during the call (1: acknowledged)
     sip_status: int | None
     detail: str
     dialled_at: dt.datetime | None
@@ -181,6 +183,7 @@ class RecipientOut(BaseModel):
     error: str
     updated_at: dt.datetime
     acknowledged_at: dt.datetime | None
+    acknowledged_via: str = ""  # sms (a reply) or call (1 pressed in the escalation call)
     wave: int = 0  # 0: the audience; 1: added by escalation (the backup group)
     call: CallOut | None = None
 

@@ -17,6 +17,16 @@ then works from the database alone, so any node may do it and a restart loses no
   ``before_dial`` hook, the moment before the number rings, and refused if the
   recipient acknowledged meanwhile. The outcome (answered, busy, no answer, failed)
   is then written, guarded by state and claimant.
+- **Acknowledged by key**: the spoken alert ends with "press 1 to confirm"; the key
+  (RFC 4733, collected by voip) is committed at once, like an SMS reply: the
+  recipient ``acknowledged`` (``acknowledged_via = "call"``) and an ``sms_inbound``
+  row (``channel = "call"``), before the callee hears "confirmed". The outcome's
+  keys are written again with the outcome (idempotent), so a failed first write is
+  made good. Answered without the key: ``answered``, still unacknowledged.
+- **Called again**: a call that rang unanswered or busy goes back to ``pending`` for
+  ``call_retries`` more calls, ``call_retry_seconds`` apart (``dial_count`` counts the
+  calls), through the same claim and dialling discipline; a recipient who
+  acknowledges meanwhile, by any channel, is not called again (``skipped``).
 - **After a crash** a ``claimed`` row whose lease ran out never rang: it is called
   again. A ``dialling`` row whose lease (ring time + the longest call + a margin)
   ran out may have rung: it becomes ``interrupted`` and is never called again. No
@@ -49,9 +59,10 @@ from sms.models import (
     Contact,
     EscalationCall,
     Group,
+    InboundMessage,
     Recipient,
 )
-from sms.states import DeliveryState
+from sms.states import DeliveryState, sources_of
 
 log = structlog.get_logger("sms.escalation")
 
@@ -61,12 +72,16 @@ OPEN_CALLS = (CallState.PENDING, CallState.CLAIMED, CallState.DIALLING)
 NOT_ESCALATED = (DeliveryState.ACKNOWLEDGED, DeliveryState.CANCELLED)
 WAVE_BATCH = 20
 
-# What the callee hears: the alert framed so that it is understood as one.
+# What the callee hears: the alert framed so that it is understood as one, ending
+# with the key that acknowledges it; and what they hear once that key is recorded.
+ACK_KEY = "1"
 SPOKEN = {
-    "zh": "紧急通知。{text}。请回复短信“收到”确认。",
-    "en": "Urgent notice. {text}. Please reply OK to the text message.",
+    "zh": "紧急通知。{text}。收到请按1。",
+    "en": "Urgent notice. {text}. Press 1 to confirm you received this alert.",
 }
+CONFIRMED = {"zh": "确认收到。", "en": "Confirmed."}
 CALLER_NAME = {"zh": "应急值班室", "en": "Duty office"}
+RETRYABLE = ("busy", "no_answer")  # it rang (or was refused by the phone): call again later
 
 
 @dataclass(frozen=True)
@@ -79,9 +94,13 @@ class DialResult:
     detail: str = ""
     call_id: str | None = None
     talk_seconds: float = 0.0
+    digits: str = ""  # keys the callee pressed
 
 
 class Dialer(Protocol):
+    """Rings ``number`` and reads ``text``; a press of ``ack_key`` is handed to ``on_ack``
+    (True: recorded) and then answered with ``ack_reply`` before the hang-up."""
+
     async def __call__(
         self,
         *,
@@ -92,6 +111,9 @@ class Dialer(Protocol):
         ring_seconds: float,
         max_seconds: float,
         before_dial: Callable[[], Awaitable[bool]],
+        ack_key: str,
+        ack_reply: str,
+        on_ack: Callable[[str], Awaitable[bool]],
     ) -> DialResult: ...
 
 
@@ -102,7 +124,8 @@ class ClaimedCall:
     recipient_id: int
     number: str
     language: str
-    attempts: int
+    attempts: int  # claims so far, this one included
+    dial_count: int  # calls that were dialled before this one
 
 
 def spoken_text(body: str, language: str) -> str:
@@ -133,6 +156,8 @@ class EscalationRunner:
         self.claim_lease_seconds = 120.0  # speech and a media slot take well under this
         self.retry_seconds = 15.0
         self.max_attempts = 5  # of calls that could not be started (nothing rang)
+        self.call_retries = 2  # more calls after one that rang unanswered or busy
+        self.call_retry_seconds = 300.0  # between those calls
 
     @property
     def dialling_lease(self) -> dt.timedelta:
@@ -162,6 +187,7 @@ class EscalationRunner:
         await self.run_due_waves()
         await self.reopen()
         await self.recover()
+        await self.skip_acknowledged()
         free = self.concurrency - len(self._in_flight)
         if free > 0:
             for row in await self.claim(free):
@@ -372,6 +398,39 @@ class EscalationRunner:
                 "sms.escalation_recovered", retried=back.rowcount, interrupted=lost.rowcount
             )
 
+    async def skip_acknowledged(self) -> int:
+        """Calls still to make (first or again) of recipients who acknowledged: skipped now.
+
+        (A claimed call would be skipped anyway, before it rings; this makes the page say
+        so at once, not when the next call was due.)
+        """
+        acknowledged = exists().where(
+            Recipient.id == CALLS.c.recipient_id, Recipient.state == DeliveryState.ACKNOWLEDGED
+        )
+        async with self.db.engine.connect() as conn:
+            found = await conn.scalar(
+                select(CALLS.c.id).where(CALLS.c.state == CallState.PENDING, acknowledged).limit(1)
+            )
+        if found is None:
+            return 0  # read first: an UPDATE that matches nothing still takes SQLite's lock
+        now = utcnow()
+        skipped = 0
+        async with self.db.engine.begin() as conn:
+            for called, detail in ((False, SKIPPED_FIRST), (True, SKIPPED_AGAIN)):
+                done = await conn.execute(
+                    update(CALLS)
+                    .where(
+                        CALLS.c.state == CallState.PENDING,
+                        (CALLS.c.dial_count > 0) if called else (CALLS.c.dial_count == 0),
+                        acknowledged,
+                    )
+                    .values(state=CallState.SKIPPED, ended_at=now, detail=detail)
+                )
+                skipped += int(done.rowcount or 0)
+        if skipped:
+            log.info("sms.escalation_skipped", calls=skipped)
+        return skipped
+
     async def claim(self, limit: int) -> list[ClaimedCall]:
         now = utcnow()
         async with self.db.engine.connect() as conn:
@@ -407,6 +466,7 @@ class EscalationRunner:
                 CALLS.c.number,
                 CALLS.c.language,
                 CALLS.c.attempts,
+                CALLS.c.dial_count,
             )
         )
         async with self.db.engine.begin() as conn:
@@ -431,10 +491,69 @@ class EscalationRunner:
                     ~self._acknowledged(row.recipient_id),
                 )
                 .values(
-                    state=CallState.DIALLING, dialled_at=now, lease_until=now + self.dialling_lease
+                    state=CallState.DIALLING,
+                    dialled_at=now,
+                    lease_until=now + self.dialling_lease,
+                    dial_count=CALLS.c.dial_count + 1,
                 )
             )
         return bool(marked.rowcount)
+
+    async def acknowledge(self, row: ClaimedCall, key: str) -> bool:
+        """The callee pressed the key: acknowledged as an SMS reply acknowledges.
+
+        In one transaction: the recipient ``acknowledged`` (by the reply's guard, so a
+        recipient acknowledged already stays as they were), a ``sms_inbound`` row with
+        ``channel = "call"`` (one per call: ``provider_sid`` names it, so writing it again
+        changes nothing), and the key on the call. True when the recipient is acknowledged.
+        """
+        now = utcnow()
+        sid = f"call-{row.id}-{row.attempts}"
+        async with self.db.session() as session:
+            marked = await session.execute(
+                update(Recipient)
+                .where(
+                    Recipient.id == row.recipient_id,
+                    Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
+                )
+                .values(
+                    state=DeliveryState.ACKNOWLEDGED,
+                    acknowledged_at=now,
+                    updated_at=now,
+                    acknowledged_via="call",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            sid_taken = select(InboundMessage.id).where(InboundMessage.provider_sid == sid)
+            if await session.scalar(sid_taken) is None:
+                session.add(
+                    InboundMessage(
+                        provider_sid=sid,
+                        channel="call",
+                        from_mobile=row.number,
+                        body=key,
+                        recipient_id=row.recipient_id,
+                        received_at=now,
+                    )
+                )
+            await session.execute(
+                update(CALLS)
+                .where(CALLS.c.id == row.id, CALLS.c.claimed_by == self.run_id)
+                .values(digits=key)
+            )
+            state = await session.scalar(
+                select(Recipient.state).where(Recipient.id == row.recipient_id)
+            )
+        acknowledged = state is DeliveryState.ACKNOWLEDGED
+        log.info(
+            "sms.acknowledged",
+            via="call",
+            call=row.id,
+            recipient=row.recipient_id,
+            now=bool(marked.rowcount),  # type: ignore[attr-defined]
+            acknowledged=acknowledged,
+        )
+        return acknowledged
 
     async def _finish(self, row: ClaimedCall, state: CallState, **values: Any) -> bool:
         async with self.db.engine.begin() as conn:
@@ -465,9 +584,7 @@ class EscalationRunner:
             )
             acknowledged = await session.scalar(select(self._acknowledged(row.recipient_id)))
         if acknowledged:
-            await self._finish(
-                row, CallState.SKIPPED, ended_at=utcnow(), detail="acknowledged before the call"
-            )
+            await self._finish(row, CallState.SKIPPED, ended_at=utcnow(), detail=_skipped(row))
             return
         if self.dialer is None:
             await self._finish(
@@ -486,6 +603,9 @@ class EscalationRunner:
             ring_seconds=self.ring_seconds,
             max_seconds=self.max_call_seconds,
             before_dial=lambda: self._mark_dialling(row),
+            ack_key=ACK_KEY,
+            ack_reply=CONFIRMED[language],
+            on_ack=lambda key: self.acknowledge(row, key),
         )
         log.info(
             "sms.escalation_call",
@@ -494,6 +614,7 @@ class EscalationRunner:
             result=outcome.result,
             dialled=outcome.dialled,
             status=outcome.sip_status,
+            digits=outcome.digits,
         )
         now = utcnow()
         if outcome.result == "cancelled":
@@ -501,11 +622,10 @@ class EscalationRunner:
             async with self.db.session() as session:
                 acknowledged = await session.scalar(select(self._acknowledged(row.recipient_id)))
             if acknowledged:
-                await self._finish(
-                    row, CallState.SKIPPED, ended_at=now, detail="acknowledged before the call"
-                )
+                await self._finish(row, CallState.SKIPPED, ended_at=now, detail=_skipped(row))
             return
-        if not outcome.dialled and row.attempts < self.max_attempts:
+        undialled = row.attempts - row.dial_count  # claims that rang nobody, this one too
+        if not outcome.dialled and undialled < self.max_attempts:
             # Nothing rang (media workers full, the exchange down): safe to try again.
             await self._finish(
                 row,
@@ -515,20 +635,65 @@ class EscalationRunner:
                 detail=f"attempt {row.attempts}: {outcome.detail}"[:200],
             )
             return
+        calls = row.dial_count + (1 if outcome.dialled else 0)
+        if ACK_KEY in outcome.digits:
+            # Written when pressed; again here in case that write failed (idempotent).
+            try:
+                await self.acknowledge(row, ACK_KEY)
+            except Exception:
+                log.exception("sms.escalation_acknowledge_failed", call=row.id)
+        if outcome.dialled and outcome.result in RETRYABLE and calls <= self.call_retries:
+            # It rang unanswered (or the phone said busy): called again later, unless the
+            # recipient acknowledges meanwhile (skip_acknowledged, and before_dial).
+            again = now + dt.timedelta(seconds=self.call_retry_seconds)
+            await self._finish(
+                row,
+                CallState.PENDING,
+                claimed_by="",
+                next_attempt_at=again,
+                sip_status=outcome.sip_status,
+                call_id=(outcome.call_id or None) and outcome.call_id[:200],
+                detail=(
+                    f"call {calls} of {1 + self.call_retries}: {outcome.detail}; "
+                    f"again in {_duration(self.call_retry_seconds)}"
+                )[:200],
+            )
+            return
         state = {
             "answered": CallState.ANSWERED,
             "busy": CallState.BUSY,
             "no_answer": CallState.NO_ANSWER,
         }.get(outcome.result, CallState.FAILED)
+        detail = outcome.detail
+        if calls > 1:
+            detail = f"call {calls}: {detail}"
+        values: dict[str, Any] = {}
+        if outcome.digits:
+            values["digits"] = outcome.digits[:32]
         await self._finish(
             row,
             state,
             ended_at=now,
             sip_status=outcome.sip_status,
-            detail=outcome.detail[:200],
+            detail=detail[:200],
             call_id=(outcome.call_id or None) and outcome.call_id[:200],
             talk_seconds=outcome.talk_seconds or None,
+            **values,
         )
+
+
+SKIPPED_FIRST = "acknowledged before the call"
+SKIPPED_AGAIN = "acknowledged between calls: not called again"
+
+
+def _skipped(row: ClaimedCall) -> str:
+    return SKIPPED_AGAIN if row.dial_count else SKIPPED_FIRST
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 async def call_counts(session: Any, broadcast_id: int) -> dict[str, int]:
@@ -545,7 +710,7 @@ async def call_counts(session: Any, broadcast_id: int) -> dict[str, int]:
 
 
 async def cancel_calls(session: Any, broadcast_id: int) -> int:
-    """A cancelled broadcast calls nobody more: its pending calls are skipped."""
+    """A cancelled broadcast calls nobody more: its pending calls (first or again) are skipped."""
     result = await session.execute(
         update(EscalationCall)
         .where(

@@ -203,6 +203,8 @@ class Recipient(Base):
     error: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # How: "sms" (a reply) or "call" (a key pressed in the escalation call); "" if not.
+    acknowledged_via: Mapped[str] = mapped_column(String(8), default="", server_default="")
     # 0: the broadcast's audience; 1: added by escalation (the backup group).
     wave: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
@@ -223,10 +225,13 @@ class EscalationCall(Base):
     number: Mapped[str] = mapped_column(String(32))
     language: Mapped[str] = mapped_column(String(8), default="zh")
     state: Mapped[CallState] = mapped_column(_enum(CallState, "sms_call_state", 16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, dialled or not
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     claimed_by: Mapped[str] = mapped_column(String(64), default="")
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Times the number was dialled (each may have rung): counted as each call starts.
+    dial_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    digits: Mapped[str] = mapped_column(String(32), default="", server_default="")  # keys pressed
     dialled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     sip_status: Mapped[int | None] = mapped_column(Integer)
@@ -237,10 +242,14 @@ class EscalationCall(Base):
 
 
 class InboundMessage(Base):
+    """What came back from a recipient: an SMS reply, or a key pressed in an escalation call."""
+
     __tablename__ = "sms_inbound"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The provider's message SID; for a key press "call-<call id>-<attempt>".
     provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(8), default="sms", server_default="sms")
     from_mobile: Mapped[str] = mapped_column(String(32), index=True)
     body: Mapped[str] = mapped_column(Text)
     recipient_id: Mapped[int | None] = mapped_column(

@@ -36,6 +36,8 @@ class SmsRuntime:
         escalation = EscalationRunner(
             ctx.db, None, node=settings.node_name, on_new_recipients=engine.wake.set
         )
+        escalation.call_retries = settings.sms_call_retries
+        escalation.call_retry_seconds = settings.sms_call_retry_minutes * 60
         return cls(ctx, provider, engine, base, escalation)
 
     def signature_valid(self, request: web.Request, params: dict[str, str]) -> bool:

@@ -545,7 +545,12 @@ async def record_reply(
                     Recipient.id == recipient.id,
                     Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
                 )
-                .values(state=DeliveryState.ACKNOWLEDGED, acknowledged_at=now, updated_at=now)
+                .values(
+                    state=DeliveryState.ACKNOWLEDGED,
+                    acknowledged_at=now,
+                    updated_at=now,
+                    acknowledged_via="sms",
+                )
                 .execution_options(synchronize_session=False)
             )
     session.add(

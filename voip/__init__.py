@@ -1,7 +1,8 @@
 """The IP telephony exchange: extensions, registrar, calls, features, trunk, costs.
 
 Narrow interface for other services (rule 1): :func:`place_call` rings a number and
-reads a text to it (sms escalation), with :class:`CallOutcome` / :class:`CallResult`.
+reads a text to it (sms escalation), with :class:`CallOutcome` / :class:`CallResult`, and
+collects the keys the callee presses with :class:`CollectDigits`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from voip.cli import add_cli
 from voip.features import api as features_api
 from voip.features import console as features_console
 from voip.models import ClassOfService, Extension
-from voip.outbound_calls import ORIGINATIONS, CallOutcome, CallResult, Originations, place_call
+from voip.outbound_calls import (
+    ORIGINATIONS,
+    CallOutcome,
+    CallResult,
+    CollectDigits,
+    Originations,
+    place_call,
+)
 from voip.pbx import Pbx
 from voip.server import VoipServer
 from voip.transport.ws import PATH as WS_PATH
@@ -228,6 +236,7 @@ __all__ = [
     "VOIP_SERVER",
     "CallOutcome",
     "CallResult",
+    "CollectDigits",
     "VoipServer",
     "add_cli",
     "place_call",

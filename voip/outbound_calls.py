@@ -24,11 +24,16 @@ the calling side of an ordinary call through the call core:
    and the call's CDR is written when it ends.
 5. On answer the worker plays the speech, pauses, plays it again (``times``), and
    hangs up; ``max_seconds`` bounds the whole call whatever happens.
+6. With :class:`CollectDigits`, the callee's keys (RFC 4733 telephone-events, as the
+   IVR reads them) are collected while the text is read and for a few seconds after:
+   an accepted key stops the reading, the caller's ``on_accept`` is awaited (the
+   moment to commit what the key means), and when it says yes a reply ("confirmed")
+   is spoken before the hang-up. voip gives the keys no meaning of its own.
 
 The outcome (:class:`CallOutcome`) says answered, busy, no answer, failed, or
-cancelled (``before_dial`` said no), and whether the number was dialled at all:
-a caller that must never ring someone twice (sms escalation) may retry what was
-not dialled and never what was.
+cancelled (``before_dial`` said no), whether the number was dialled at all (a caller
+that must never ring someone twice, sms escalation, may retry what was not dialled
+and never what was), and the keys pressed.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ HOME_COUNTRY_CODE = "86"
 DEFAULT_CALLER = "alert"
 SETTLE_SECONDS = 0.6  # after the answer, before the first word: the phone's audio is up
 PAUSE_SECONDS = 1.0  # between the two readings
+REPLY_MARGIN = 3.0  # the reply's length and this, at most, before the hang-up
+MAX_DIGITS = 32  # keys kept for the outcome
 COMMAND_MARGIN = 15.0  # the exchange ends the ringing itself; this is only a safety net
 END_SECONDS = 5.0  # for the worker to report its call gone after our hang-up
 SPEECH_KEEP_SECONDS = 7 * 24 * 3600
@@ -98,6 +105,33 @@ class CallOutcome:
     detail: str = ""
     call_id: str | None = None  # the call's Call-ID at the exchange (its CDR's call_id)
     talk_seconds: float = 0.0
+    digits: str = ""  # the keys the callee pressed, in order (with CollectDigits)
+    # with CollectDigits: a key of ``accept`` was pressed and ``on_accept`` said yes
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class CollectDigits:
+    """The keys the callee may press (RFC 4733), and what an accepted one does.
+
+    Keys are read while the text is spoken (barge-in) and for ``wait_seconds`` after
+    the last reading. A key of ``accept`` ends the reading: ``on_accept`` (if given) is
+    awaited with it, and when it returns True (or is not given) ``reply`` is spoken in
+    the call's voice before the hang-up. False, or an exception, ends the call without
+    the reply: the callee is never told "confirmed" for what was not recorded. Other
+    keys are only noted. Every key pressed is in :attr:`CallOutcome.digits`.
+    """
+
+    accept: str = "1"
+    reply: str = ""
+    wait_seconds: float = 8.0
+    on_accept: Callable[[str], Awaitable[bool]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.accept or not DIALLED.fullmatch(self.accept):
+            raise ValueError("accept: one or more of the keys 0-9 * #")
+        if self.wait_seconds < 0:
+            raise ValueError("wait_seconds must not be negative")
 
 
 def dialled_number(number: str, plan: DialPlan) -> str | None:
@@ -307,6 +341,7 @@ class Originations:
         times: int,
         max_seconds: float,
         before_dial: Callable[[], Awaitable[bool]] | None,
+        collect: CollectDigits | None = None,
     ) -> CallOutcome:
         def failed(detail: str, dialled: bool = False) -> CallOutcome:
             log.info("originate.failed", number=number, detail=detail, dialled=dialled)
@@ -324,10 +359,15 @@ class Originations:
             return failed(f"{number!r} is not a number to call")
         if not text.strip():
             return failed("nothing to say")
+        voice = "en" if language == "en" else "zh"
+        reply: Path | None = None
         try:
             self.speech.folder.mkdir(parents=True, exist_ok=True)
             async with self._speaking:  # the file of a text already spoken is used as is
-                speech = await self.speech.speak(text.strip(), "en" if language == "en" else "zh")
+                speech = await self.speech.speak(text.strip(), voice)
+                if collect is not None and collect.reply.strip():
+                    # Spoken now: the callee hears it the moment their key is taken.
+                    reply = await self.speech.speak(collect.reply.strip(), voice)
         except Exception as error:  # espeak-ng or ffmpeg missing or failing
             log.exception("originate.speech_failed")
             return failed(f"speech failed: {error}"[:200])
@@ -372,7 +412,9 @@ class Originations:
                 if session.worker_call is None:
                     return failed(f"the media worker could not call: {error}"[:200])
             async with asyncio.timeout(ring_seconds + COMMAND_MARGIN + max_seconds):
-                return await self._follow(session, speech, times, ring_seconds, max_seconds)
+                return await self._follow(
+                    session, speech, times, ring_seconds, max_seconds, collect, reply
+                )
         except TimeoutError:
             await self._hang_up(session)
             return failed("the call went over its time", dialled=True)
@@ -391,6 +433,8 @@ class Originations:
         times: int,
         ring_seconds: float,
         max_seconds: float,
+        collect: CollectDigits | None = None,
+        reply: Path | None = None,
     ) -> CallOutcome:
         call_id = session.call_id or None
         answered = await _first(
@@ -405,23 +449,55 @@ class Originations:
         started = time.monotonic()
         log.info("originate.answered", call_id=call_id)
         longest = wav_seconds(speech) + 5.0
+        keys = collect.accept if collect is not None else ""
+        pressed: list[str] = []
+        accepted: str | None = None
+        confirmed = False
         try:
             async with asyncio.timeout(max_seconds):
                 await asyncio.sleep(SETTLE_SECONDS)
                 for reading in range(max(1, times)):
                     if reading:
-                        await _first(session.ended.wait(), within=PAUSE_SECONDS)
-                    if session.ended.is_set():
+                        accepted = await _listen(session, keys, pressed, PAUSE_SECONDS)
+                    if accepted or session.ended.is_set():
                         break
                     await session.play(speech)
-                    await _first(session.prompt_done.wait(), session.ended.wait(), within=longest)
+                    accepted = await _listen(session, keys, pressed, longest, session.prompt_done)
+                    if accepted:
+                        break
+                if collect is not None and not accepted and not session.ended.is_set():
+                    accepted = await _listen(session, keys, pressed, collect.wait_seconds)
+                if collect is not None and accepted:
+                    with contextlib.suppress(SessionEnded, ConnectionError, RuntimeError):
+                        await session.stop_play()
+                    confirmed = await _accepted(collect, accepted, call_id)
+                    if confirmed and reply is not None and not session.ended.is_set():
+                        await session.play(reply)
+                        await _first(
+                            session.prompt_done.wait(),
+                            session.ended.wait(),
+                            within=wav_seconds(reply) + REPLY_MARGIN,
+                        )
                 await _first(session.ended.wait(), within=0.3)
         except (SessionEnded, TimeoutError, ConnectionError, RuntimeError):
             pass  # the callee hung up (or the worker went): it was answered all the same
         talk = time.monotonic() - started
         await self._hang_up(session)
+        digits = "".join(pressed)[:MAX_DIGITS]
+        detail = "answered, the alert was read"
+        if accepted:
+            detail += f"; {accepted} pressed" + ("" if confirmed else ", not confirmed")
+        elif digits:
+            detail += f"; keys {digits}"
         return CallOutcome(
-            CallResult.ANSWERED, True, 200, "answered, the alert was read", call_id, round(talk, 1)
+            CallResult.ANSWERED,
+            True,
+            200,
+            detail,
+            call_id,
+            round(talk, 1),
+            digits,
+            confirmed,
         )
 
     @staticmethod
@@ -429,6 +505,55 @@ class Originations:
         with contextlib.suppress(Exception):
             await session.hangup()
         await _first(session.ended.wait(), within=END_SECONDS)
+
+
+async def _accepted(collect: CollectDigits, key: str, call_id: str | None) -> bool:
+    """The caller's ``on_accept`` for an accepted key; False when it fails or says no."""
+    if collect.on_accept is None:
+        return True
+    try:
+        return bool(await collect.on_accept(key))
+    except Exception:
+        log.exception("originate.on_accept_failed", call_id=call_id, key=key)
+        return False
+
+
+async def _listen(
+    session: MediaSession,
+    keys: str,
+    pressed: list[str],
+    within: float,
+    *until: asyncio.Event,
+) -> str | None:
+    """Wait ``within`` seconds at most, or until an event of ``until`` is set or the call
+    ends; a key of ``keys`` pressed meanwhile ends the wait and is returned. Every key
+    read goes into ``pressed``; without ``keys`` none is read."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        others = [asyncio.ensure_future(session.ended.wait())]
+        others += [asyncio.ensure_future(event.wait()) for event in until]
+        digit_task = asyncio.ensure_future(session.digits.get()) if keys else None
+        tasks = others + ([digit_task] if digit_task is not None else [])
+        try:
+            done, _ = await asyncio.wait(
+                tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+        if digit_task is not None and digit_task in done:
+            digit = digit_task.result()
+            pressed.append(digit)
+            if digit in keys:
+                return digit
+            if not any(task in done for task in others):
+                continue  # another key: keep listening
+        return None
 
 
 async def _first(*waits: Awaitable[object], within: float) -> bool:
@@ -459,6 +584,7 @@ async def place_call(
     times: int = 2,
     max_seconds: float = 300.0,
     before_dial: Callable[[], Awaitable[bool]] | None = None,
+    collect: CollectDigits | None = None,
 ) -> CallOutcome:
     """Ring ``number`` and, when it answers, read ``text`` to it (``times`` times), then hang up.
 
@@ -469,7 +595,10 @@ async def place_call(
     caller ID); ``department_id`` is the CDR's and the cost report's department;
     ``class_of_service`` how far the call may reach (national: mobiles included).
     ``before_dial``, when given, is awaited once everything is ready, just before
-    the number is dialled; False cancels the call (nothing rang).
+    the number is dialled; False cancels the call (nothing rang). ``collect``, when
+    given, reads the callee's keys (:class:`CollectDigits`): an accepted key ends the
+    reading, is handed to its ``on_accept``, and is answered with its ``reply``; the
+    keys pressed are in the outcome's ``digits`` (the text should say which key to press).
 
     Never raises for a call that could not be made: the outcome says why. Returns
     within about ``ring_seconds + max_seconds + 15`` seconds; a full media pool is
@@ -492,4 +621,5 @@ async def place_call(
         times=times,
         max_seconds=max_seconds,
         before_dial=before_dial,
+        collect=collect,
     )

@@ -25,18 +25,34 @@ from core.db import Database, utcnow
 from core.models import Department, Role
 from sms import service
 from sms.escalation import DialResult, EscalationRunner
-from sms.models import Broadcast, CallState, EscalationCall, Recipient
+from sms.models import Broadcast, CallState, EscalationCall, InboundMessage, Recipient
 from sms.runtime import SMS_RUNTIME
 from sms.states import DeliveryState
 
 
 class FakeDialer:
-    """Rings nobody; records each number it was asked to dial (after before_dial said yes)."""
+    """Rings nobody; records each number it was asked to dial (after before_dial said yes).
 
-    def __init__(self, result: str = "answered", dialled: bool = True) -> None:
+    ``results``: the outcomes of the calls in turn (then ``result``); ``press``: the key
+    the callee "presses" in an answered call, handed to ``on_ack`` unless ``silent``.
+    """
+
+    def __init__(
+        self,
+        result: str = "answered",
+        dialled: bool = True,
+        *,
+        results: list[str] | None = None,
+        press: str = "",
+        silent: bool = False,
+    ) -> None:
         self.result = result
+        self.results = list(results or [])
         self.dialled = dialled
+        self.press = press
+        self.silent = silent
         self.rang: list[str] = []
+        self.acks: list[bool] = []  # what on_ack answered
         self.hold: asyncio.Event | None = None  # set: the "call" lasts until released
 
     async def __call__(
@@ -49,16 +65,28 @@ class FakeDialer:
         ring_seconds: float,
         max_seconds: float,
         before_dial: Callable[[], Awaitable[bool]],
+        ack_key: str,
+        ack_reply: str,
+        on_ack: Callable[[str], Awaitable[bool]],
     ) -> DialResult:
-        assert text and caller_name
+        assert text and caller_name and ack_reply
+        assert ack_key == "1" and text.endswith(
+            ("收到请按1。", "Press 1 to confirm you received this alert.")
+        )
         if self.dialled and not await before_dial():
             return DialResult("cancelled", False)
         if self.dialled:
             self.rang.append(number)
         if self.hold is not None:
             await self.hold.wait()
-        status = {"answered": 200, "busy": 486}.get(self.result, 480)
-        return DialResult(self.result, self.dialled, status, self.result, None, 1.0)
+        result = self.results.pop(0) if self.results else self.result
+        digits = ""
+        if result == "answered" and self.press:
+            digits = self.press
+            if not self.silent:
+                self.acks.append(await on_ack(self.press))
+        status = {"answered": 200, "busy": 486}.get(result, 480)
+        return DialResult(result, self.dialled, status, result, None, 1.0, digits)
 
 
 async def _officer(ctx: AppContext, client: TestClient) -> dict[str, str]:
@@ -389,3 +417,173 @@ async def test_a_call_that_never_started_is_retried_then_recorded(database: Data
     assert call is not None
     assert (call.state, call.attempts, call.sip_status) == (CallState.BUSY, 3, 486)
     assert pool_full.rang == []
+
+
+# ---------------------------------------------------------------- acknowledged by key, called again
+
+
+async def _due_now(db: Database) -> None:
+    """The calls waiting to be made again are due (the retry interval has passed)."""
+    async with db.session() as session:
+        await session.execute(
+            update(EscalationCall)
+            .where(EscalationCall.state == CallState.PENDING)
+            .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+
+async def _round(runner: EscalationRunner) -> None:
+    await runner.tick()
+    await runner.drain()
+
+
+async def _the_call(db: Database) -> EscalationCall:
+    async with db.session() as session:
+        [call] = (await session.scalars(select(EscalationCall))).all()
+        return call
+
+
+async def test_a_key_press_acknowledges_like_a_reply(database: Database) -> None:
+    broadcast_id = await _due_broadcast(database, ["13800000001", "13800000002"])
+    dialer = FakeDialer(press="1")
+    runner = EscalationRunner(database, dialer, node="n")
+    await runner.run_due_waves()
+    await _round(runner)
+    assert dialer.acks == [True, True]  # recorded when pressed: "confirmed" may be said
+    async with database.session() as session:
+        recipients = (await session.scalars(select(Recipient).order_by(Recipient.id))).all()
+        calls = (await session.scalars(select(EscalationCall))).all()
+        inbound = (await session.scalars(select(InboundMessage))).all()
+        counts = await service.state_counts(session, broadcast_id)
+    assert [(r.state, r.acknowledged_via) for r in recipients] == [
+        (DeliveryState.ACKNOWLEDGED, "call"),
+        (DeliveryState.ACKNOWLEDGED, "call"),
+    ]
+    assert all(r.acknowledged_at is not None for r in recipients)
+    assert {(c.state, c.digits, c.dial_count) for c in calls} == {(CallState.ANSWERED, "1", 1)}
+    # The trail an SMS reply leaves, with the channel: one row per call, naming the recipient.
+    assert sorted((m.channel, m.body, m.from_mobile, m.recipient_id) for m in inbound) == [
+        ("call", "1", c.number, c.recipient_id) for c in sorted(calls, key=lambda c: c.number)
+    ]
+    assert {m.provider_sid for m in inbound} == {f"call-{c.id}-1" for c in calls}
+    assert counts["acknowledged"] == 2 and counts["delivered"] == 0
+    # A late SMS reply finds nothing open: it changes nothing.
+    async with database.session() as session:
+        reply = await service.record_reply(
+            session, provider_sid="SM-late", from_mobile="13800000001", body="收到"
+        )
+    assert reply is None
+    async with database.session() as session:
+        vias = set(await session.scalars(select(Recipient.acknowledged_via)))
+    assert vias == {"call"}
+
+
+async def test_answered_without_the_key_stays_unacknowledged(database: Database) -> None:
+    broadcast_id = await _due_broadcast(database, ["13800000001"])
+    runner = EscalationRunner(database, FakeDialer(), node="n")  # answered, no key
+    await runner.run_due_waves()
+    await _round(runner)
+    call = await _the_call(database)
+    assert (call.state, call.digits, call.dial_count) == (CallState.ANSWERED, "", 1)
+    async with database.session() as session:
+        counts = await service.state_counts(session, broadcast_id)
+        inbound = (await session.scalars(select(InboundMessage))).all()
+    assert counts["acknowledged"] == 0 and counts["delivered"] == 1 and inbound == []
+    for _ in range(2):  # answered: never called again
+        await _due_now(database)
+        await _round(runner)
+    assert runner.dialer.rang == ["+8613800000001"]  # type: ignore[union-attr]
+
+
+async def test_a_key_known_only_from_the_outcome_still_acknowledges(database: Database) -> None:
+    """The write at the key press failed (or never came): the outcome's keys make it good."""
+    await _due_broadcast(database, ["13800000001"])
+    runner = EscalationRunner(database, FakeDialer(press="1", silent=True), node="n")
+    await runner.run_due_waves()
+    await _round(runner)
+    async with database.session() as session:
+        recipient = await session.scalar(select(Recipient))
+        inbound = (await session.scalars(select(InboundMessage))).all()
+    assert recipient is not None
+    assert (recipient.state, recipient.acknowledged_via) == (DeliveryState.ACKNOWLEDGED, "call")
+    assert [(m.channel, m.body) for m in inbound] == [("call", "1")]
+    assert (await _the_call(database)).digits == "1"
+
+
+async def test_unanswered_calls_are_made_again_then_recorded(database: Database) -> None:
+    await _due_broadcast(database, ["13800000001"])
+    dialer = FakeDialer(results=["no_answer", "busy", "no_answer", "answered"])
+    runner = EscalationRunner(database, dialer, node="first")
+    runner.call_retry_seconds = 120
+    await runner.run_due_waves()
+    await _round(runner)
+    call = await _the_call(database)
+    assert (call.state, call.dial_count, call.attempts) == (CallState.PENDING, 1, 1)
+    assert call.detail.startswith("call 1 of 3: ") and call.detail.endswith("again in 2 min")
+    due = call.next_attempt_at
+    waited = (due if due.tzinfo else due.replace(tzinfo=dt.UTC)) - utcnow()  # SQLite: naive
+    assert dt.timedelta(seconds=100) < waited <= dt.timedelta(seconds=120)
+    await _round(runner)  # not due yet: nobody is called
+    assert dialer.rang == ["+8613800000001"]
+    # A restart: the next node finds the call again in the database, when it is due.
+    restarted = EscalationRunner(database, dialer, node="second")
+    await _due_now(database)
+    await _round(restarted)
+    call = await _the_call(database)
+    assert (call.state, call.dial_count, call.sip_status) == (CallState.PENDING, 2, 486)
+    await _due_now(database)
+    await _round(restarted)
+    call = await _the_call(database)  # the third call: the last (call_retries = 2)
+    assert (call.state, call.dial_count, call.attempts) == (CallState.NO_ANSWER, 3, 3)
+    assert call.detail.startswith("call 3: ")
+    for _ in range(2):
+        await _due_now(database)
+        await _round(restarted)
+    assert dialer.rang == ["+8613800000001"] * 3
+
+
+async def test_no_more_calls_once_acknowledged_by_sms(database: Database) -> None:
+    await _due_broadcast(database, ["13800000001", "13800000002"])
+    dialer = FakeDialer(result="no_answer")
+    runner = EscalationRunner(database, dialer, node="n")
+    runner.call_retry_seconds = 0.0
+    runner.call_retries = 5
+    await runner.run_due_waves()
+    await _round(runner)
+    assert sorted(dialer.rang) == ["+8613800000001", "+8613800000002"]
+    async with database.session() as session:  # the first replies between calls
+        await service.record_reply(
+            session, provider_sid="SM-ack", from_mobile="13800000001", body="OK"
+        )
+    await _round(runner)
+    async with database.session() as session:
+        rows = {c.number: c for c in (await session.scalars(select(EscalationCall))).all()}
+        recipient = await session.scalar(
+            select(Recipient).where(Recipient.mobile == "+8613800000001")
+        )
+    first = rows["+8613800000001"]
+    assert (first.state, first.dial_count) == (CallState.SKIPPED, 1)
+    assert first.detail == "acknowledged between calls: not called again"
+    assert recipient is not None and recipient.acknowledged_via == "sms"
+    assert rows["+8613800000002"].dial_count == 2  # the other is still being called
+    assert dialer.rang.count("+8613800000001") == 1
+
+
+async def test_a_crash_during_a_second_call_never_makes_a_third(database: Database) -> None:
+    await _due_broadcast(database, ["13800000001"])
+    first = EscalationRunner(database, FakeDialer(result="no_answer"), node="first")
+    await first.run_due_waves()
+    await _round(first)
+    await _due_now(database)
+    crashed = EscalationRunner(database, None, node="crashed")
+    [again] = await crashed.claim(1)
+    assert (again.attempts, again.dial_count) == (2, 1)
+    assert await crashed._mark_dialling(again)  # it rings, and the node dies
+    survivor = EscalationRunner(database, FakeDialer(), node="survivor")
+    await _expire_leases(database)
+    for _ in range(3):
+        await _due_now(database)
+        await _round(survivor)
+    call = await _the_call(database)
+    assert (call.state, call.dial_count) == (CallState.INTERRUPTED, 2)
+    assert survivor.dialer.rang == []  # type: ignore[union-attr]

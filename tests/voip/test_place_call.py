@@ -2,7 +2,9 @@
 
 Real pieces only: the server with one pjsua2 media worker, pjsua2 phones registered
 as extensions. The phone that answers records what it hears: espeak-ng speech,
-well above silence, for seconds.
+well above silence, for seconds. With CollectDigits the phone presses keys (RFC 4733
+telephone-events, pjsua2's default): an accepted key stops the reading, is handed to
+the caller, and is answered ("Confirmed.") before the hang-up.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from support.sipp import Sipp, sipp_binary
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
 from media.audio import read_wav, rms_dbfs
-from voip import PBX, CallResult, place_call
+from voip import PBX, CallResult, CollectDigits, place_call
 from voip.dialplan import Destination, DialPlan, ToPstn
 from voip.models import CallRecord, ClassOfService, Disposition
 from voip.outbound_calls import classify, dialled_number
 
 TEXT = "This is a test alert from the duty office. Please reply OK."
+PRESS = "This is a test alert from the duty office. Press 1 to confirm you received this alert."
 
 
 def test_numbers_are_dialled_by_the_plan() -> None:
@@ -106,6 +109,77 @@ async def test_an_answered_call_hears_the_text_spoken_twice(
     [row] = await records(unicomm, 1)
     assert (row.caller, row.callee, row.disposition) == ("alert", "1001", Disposition.ANSWERED)
     assert row.call_id == outcome.call_id and row.hangup_side == "caller"
+    await slots_free(unicomm)
+
+
+async def test_a_key_pressed_during_the_reading_is_handed_over_and_confirmed(
+    unicomm: Unicomm, tmp_path: Path, output_dir: Path
+) -> None:
+    heard = output_dir / "after-the-key.wav"
+    accepted: list[str] = []
+
+    async def on_accept(key: str) -> bool:
+        accepted.append(key)
+        return True
+
+    collect = CollectDigits(accept="1", reply="Confirmed.", on_accept=on_accept)
+    async with Phone.start("alice", log_dir=tmp_path) as alice:
+        await alice.register("127.0.0.1", unicomm.sip_port, "1001", PASSWORD)
+        placing = asyncio.create_task(
+            place_call(unicomm.http.app, "1001", PRESS, language="en", collect=collect)
+        )
+        incoming = await alice.wait_incoming(timeout=15)
+        await incoming.answer()
+        await incoming.wait_state("CONFIRMED")
+        await incoming.wait_media()
+        await asyncio.sleep(2.0)  # into the first reading
+        await incoming.send_dtmf("1")
+        pressed = asyncio.get_running_loop().time()
+        await incoming.record(heard)
+        # The reading stops, "Confirmed." is said, and the exchange hangs up: long before
+        # the two readings (about 12 s) would have ended.
+        await incoming.wait_state("DISCONNECTED", timeout=15)
+        ended = asyncio.get_running_loop().time() - pressed
+        await asyncio.sleep(RECORDER_FINALISE_SECONDS)
+        outcome = await asyncio.wait_for(placing, 10)
+    assert accepted == ["1"]
+    assert outcome.result is CallResult.ANSWERED and outcome.digits == "1" and outcome.confirmed
+    assert "1 pressed" in outcome.detail
+    assert ended < 6.0
+    assert rms_dbfs(heard) > -35.0  # the reply was spoken (G.711 idle: about -70 dBFS)
+    assert read_wav(heard).seconds < 5.0
+    await slots_free(unicomm)
+
+
+async def test_other_keys_are_noted_and_a_refused_key_gets_no_reply(
+    unicomm: Unicomm, tmp_path: Path
+) -> None:
+    async def refuse(key: str) -> bool:
+        return False  # the caller could not record what the key means
+
+    collect = CollectDigits(accept="1", reply="Confirmed.", on_accept=refuse)
+    async with Phone.start("alice", log_dir=tmp_path) as alice:
+        await alice.register("127.0.0.1", unicomm.sip_port, "1001", PASSWORD)
+        placing = asyncio.create_task(
+            place_call(unicomm.http.app, "1001", PRESS, language="en", collect=collect)
+        )
+        incoming = await alice.wait_incoming(timeout=15)
+        await incoming.answer()
+        await incoming.wait_state("CONFIRMED")
+        await incoming.wait_media()
+        await asyncio.sleep(1.5)
+        await incoming.send_dtmf("9")  # not a key that counts: the reading goes on
+        await asyncio.sleep(1.5)
+        assert not placing.done()
+        await incoming.send_dtmf("1")
+        pressed = asyncio.get_running_loop().time()
+        await incoming.wait_state("DISCONNECTED", timeout=15)
+        ended = asyncio.get_running_loop().time() - pressed
+        outcome = await asyncio.wait_for(placing, 10)
+    assert outcome.result is CallResult.ANSWERED
+    assert (outcome.digits, outcome.confirmed) == ("91", False)
+    assert "not confirmed" in outcome.detail
+    assert ended < 3.0  # no reply: hung up at once
     await slots_free(unicomm)
 
 
