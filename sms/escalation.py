@@ -62,7 +62,7 @@ from sms.models import (
     InboundMessage,
     Recipient,
 )
-from sms.states import DeliveryState, sources_of
+from sms.states import DeliveryState
 
 log = structlog.get_logger("sms.escalation")
 
@@ -502,28 +502,17 @@ class EscalationRunner:
     async def acknowledge(self, row: ClaimedCall, key: str) -> bool:
         """The callee pressed the key: acknowledged as an SMS reply acknowledges.
 
-        In one transaction: the recipient ``acknowledged`` (by the reply's guard, so a
-        recipient acknowledged already stays as they were), a ``sms_inbound`` row with
+        In one transaction: the recipient ``acknowledged`` (``sms.service.acknowledge``, as
+        for a reply: one acknowledged already stays as they were), a ``sms_inbound`` row with
         ``channel = "call"`` (one per call: ``provider_sid`` names it, so writing it again
         changes nothing), and the key on the call. True when the recipient is acknowledged.
         """
+        from sms.service import acknowledge  # the reply's own (sms.service imports this module)
+
         now = utcnow()
         sid = f"call-{row.id}-{row.attempts}"
         async with self.db.session() as session:
-            marked = await session.execute(
-                update(Recipient)
-                .where(
-                    Recipient.id == row.recipient_id,
-                    Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
-                )
-                .values(
-                    state=DeliveryState.ACKNOWLEDGED,
-                    acknowledged_at=now,
-                    updated_at=now,
-                    acknowledged_via="call",
-                )
-                .execution_options(synchronize_session=False)
-            )
+            marked = await acknowledge(session, row.recipient_id, "call")
             sid_taken = select(InboundMessage.id).where(InboundMessage.provider_sid == sid)
             if await session.scalar(sid_taken) is None:
                 session.add(
@@ -550,7 +539,7 @@ class EscalationRunner:
             via="call",
             call=row.id,
             recipient=row.recipient_id,
-            now=bool(marked.rowcount),  # type: ignore[attr-defined]
+            now=marked,
             acknowledged=acknowledged,
         )
         return acknowledged

@@ -511,6 +511,28 @@ def is_acknowledgement(body: str) -> bool:
     return body.strip().strip("。.!！ ").lower() in ACK_WORDS
 
 
+async def acknowledge(session: AsyncSession, recipient_id: int, via: str) -> bool:
+    """Mark a recipient acknowledged: by ``via`` "sms" (a reply) or "call" (1 pressed in the
+    escalation call, sms.escalation). False if it may not move (acknowledged already, or
+    its text not sent yet)."""
+    now = utcnow()
+    result = await session.execute(
+        update(Recipient)
+        .where(
+            Recipient.id == recipient_id,
+            Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
+        )
+        .values(
+            state=DeliveryState.ACKNOWLEDGED,
+            acknowledged_at=now,
+            updated_at=now,
+            acknowledged_via=via,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def record_reply(
     session: AsyncSession, *, provider_sid: str, from_mobile: str, body: str
 ) -> Recipient | None:
@@ -538,21 +560,7 @@ async def record_reply(
             .limit(1)
         )
         if recipient is not None:
-            now = utcnow()
-            await session.execute(
-                update(Recipient)
-                .where(
-                    Recipient.id == recipient.id,
-                    Recipient.state.in_(sources_of(DeliveryState.ACKNOWLEDGED)),
-                )
-                .values(
-                    state=DeliveryState.ACKNOWLEDGED,
-                    acknowledged_at=now,
-                    updated_at=now,
-                    acknowledged_via="sms",
-                )
-                .execution_options(synchronize_session=False)
-            )
+            await acknowledge(session, recipient.id, "sms")
     session.add(
         InboundMessage(
             provider_sid=provider_sid,

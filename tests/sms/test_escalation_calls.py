@@ -15,6 +15,7 @@ SMS between the calls is not called again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -160,29 +161,39 @@ async def test_unacknowledged_recipients_are_called_and_the_outcomes_recorded(
     }
 
 
-async def _contacts(server: Unicomm, people: list[tuple[str, str, str]]) -> None:
+@contextlib.asynccontextmanager
+async def _escalating(
+    server: Unicomm, tmp_path: Path, people: list[tuple[str, str, str]]
+) -> AsyncIterator[tuple[aiohttp.ClientSession, list[Phone], int]]:
+    """Contacts (name, mobile, extension) with a phone each registered as the extension,
+    and a broadcast to them, unacknowledged calls 3 s after it: the officer's session,
+    the phones, the broadcast's id."""
     async with server.ctx.db.session() as session:
         for name, mobile, extension in people:
             await service.add_contact(
                 session, name=name, mobile=mobile, language="en", extension=extension
             )
-
-
-async def _broadcast(
-    http: aiohttp.ClientSession, headers: dict[str, str], mobiles: list[str]
-) -> int:
-    created = await http.post(
-        "/api/sms/broadcasts",
-        headers=headers,
-        json={
-            "text": ALERT,
-            "mobiles": mobiles,
-            "escalate_after_minutes": 0.05,  # 3 seconds
-            "escalate_call": True,
-        },
-    )
-    assert created.status == 201, await created.text()
-    return int((await created.json())["id"])
+    http, headers = await _officer(server)
+    async with http, contextlib.AsyncExitStack() as stack:
+        phones = []
+        for name, _, extension in people:
+            phone = await stack.enter_async_context(
+                Phone.start(name.split()[0].lower(), log_dir=tmp_path)
+            )
+            await phone.register("127.0.0.1", server.sip_port, extension, PASSWORD)
+            phones.append(phone)
+        created = await http.post(
+            "/api/sms/broadcasts",
+            headers=headers,
+            json={
+                "text": ALERT,
+                "mobiles": [mobile for _, mobile, _ in people],
+                "escalate_after_minutes": 0.05,  # 3 seconds
+                "escalate_call": True,
+            },
+        )
+        assert created.status == 201, await created.text()
+        yield http, phones, int((await created.json())["id"])
 
 
 async def _calls(server: Unicomm) -> dict[str, EscalationCall]:
@@ -197,19 +208,9 @@ def _incoming_count(phone: Phone) -> int:
 async def test_a_key_press_acknowledges_and_a_silent_answer_does_not(
     unicomm: Unicomm, tmp_path: Path, output_dir: Path
 ) -> None:
-    await _contacts(
-        unicomm, [("Zhang Wei", "13800000001", "1001"), ("Li Na", "13800000002", "1002")]
-    )
     confirmed = output_dir / "escalation-confirmed.wav"
-    http, headers = await _officer(unicomm)
-    async with (
-        http,
-        Phone.start("zhang", log_dir=tmp_path) as zhang,
-        Phone.start("li", log_dir=tmp_path) as li,
-    ):
-        for phone, number in ((zhang, "1001"), (li, "1002")):
-            await phone.register("127.0.0.1", unicomm.sip_port, number, PASSWORD)
-        broadcast = await _broadcast(http, headers, ["13800000001", "13800000002"])
+    people = [("Zhang Wei", "13800000001", "1001"), ("Li Na", "13800000002", "1002")]
+    async with _escalating(unicomm, tmp_path, people) as (http, [zhang, li], broadcast):
         pressing = await zhang.wait_incoming(timeout=30)
         silent = await li.wait_incoming(timeout=30)
         for call in (pressing, silent):
@@ -265,18 +266,8 @@ async def test_unanswered_calls_are_made_again_until_acknowledged(
 ) -> None:
     runner = unicomm.http.app[SMS_RUNTIME].escalation
     runner.ring_seconds = 5.0
-    await _contacts(
-        unicomm, [("Wang Fang", "13800000003", "1003"), ("Chen Jie", "13800000004", "1004")]
-    )
-    http, headers = await _officer(unicomm)
-    async with (
-        http,
-        Phone.start("wang", log_dir=tmp_path) as wang,
-        Phone.start("chen", log_dir=tmp_path) as chen,
-    ):
-        for phone, number in ((wang, "1003"), (chen, "1004")):
-            await phone.register("127.0.0.1", unicomm.sip_port, number, PASSWORD)
-        broadcast = await _broadcast(http, headers, ["13800000003", "13800000004"])
+    people = [("Wang Fang", "13800000003", "1003"), ("Chen Jie", "13800000004", "1004")]
+    async with _escalating(unicomm, tmp_path, people) as (http, [wang, chen], broadcast):
         # The first calls ring unanswered.
         first_wang = await wang.wait_incoming(timeout=30)
         first_chen = await chen.wait_incoming(timeout=30)

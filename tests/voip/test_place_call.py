@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.phones import RECORDER_FINALISE_SECONDS, Phone
+from support.phones import RECORDER_FINALISE_SECONDS, Call, Phone
 from support.sipp import Sipp, sipp_binary
 from support.sipserver import PASSWORD, Unicomm, start_unicomm
 
 from media.audio import read_wav, rms_dbfs
-from voip import PBX, CallResult, CollectDigits, place_call
+from voip import PBX, CallOutcome, CallResult, CollectDigits, place_call
 from voip.dialplan import Destination, DialPlan, ToPstn
 from voip.models import CallRecord, ClassOfService, Disposition
 from voip.outbound_calls import classify, dialled_number
@@ -112,6 +112,21 @@ async def test_an_answered_call_hears_the_text_spoken_twice(
     await slots_free(unicomm)
 
 
+async def answered_with_keys(
+    server: Unicomm, phone: Phone, collect: CollectDigits
+) -> tuple[asyncio.Task[CallOutcome], Call]:
+    """``phone`` registered as 1001, called with ``collect``; answered, its media up."""
+    await phone.register("127.0.0.1", server.sip_port, "1001", PASSWORD)
+    placing = asyncio.create_task(
+        place_call(server.http.app, "1001", PRESS, language="en", collect=collect)
+    )
+    incoming = await phone.wait_incoming(timeout=15)
+    await incoming.answer()
+    await incoming.wait_state("CONFIRMED")
+    await incoming.wait_media()
+    return placing, incoming
+
+
 async def test_a_key_pressed_during_the_reading_is_handed_over_and_confirmed(
     unicomm: Unicomm, tmp_path: Path, output_dir: Path
 ) -> None:
@@ -124,14 +139,7 @@ async def test_a_key_pressed_during_the_reading_is_handed_over_and_confirmed(
 
     collect = CollectDigits(accept="1", reply="Confirmed.", on_accept=on_accept)
     async with Phone.start("alice", log_dir=tmp_path) as alice:
-        await alice.register("127.0.0.1", unicomm.sip_port, "1001", PASSWORD)
-        placing = asyncio.create_task(
-            place_call(unicomm.http.app, "1001", PRESS, language="en", collect=collect)
-        )
-        incoming = await alice.wait_incoming(timeout=15)
-        await incoming.answer()
-        await incoming.wait_state("CONFIRMED")
-        await incoming.wait_media()
+        placing, incoming = await answered_with_keys(unicomm, alice, collect)
         await asyncio.sleep(2.0)  # into the first reading
         await incoming.send_dtmf("1")
         pressed = asyncio.get_running_loop().time()
@@ -159,14 +167,7 @@ async def test_other_keys_are_noted_and_a_refused_key_gets_no_reply(
 
     collect = CollectDigits(accept="1", reply="Confirmed.", on_accept=refuse)
     async with Phone.start("alice", log_dir=tmp_path) as alice:
-        await alice.register("127.0.0.1", unicomm.sip_port, "1001", PASSWORD)
-        placing = asyncio.create_task(
-            place_call(unicomm.http.app, "1001", PRESS, language="en", collect=collect)
-        )
-        incoming = await alice.wait_incoming(timeout=15)
-        await incoming.answer()
-        await incoming.wait_state("CONFIRMED")
-        await incoming.wait_media()
+        placing, incoming = await answered_with_keys(unicomm, alice, collect)
         await asyncio.sleep(1.5)
         await incoming.send_dtmf("9")  # not a key that counts: the reading goes on
         await asyncio.sleep(1.5)
