@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,12 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 MIN_PASSWORD_LENGTH = 8
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+# A session looked up this recently is trusted again by reads (GET, HEAD) without asking
+# the database: a console player fetches a segment or playlist every few seconds. A
+# logout here ends it at once; one ended elsewhere (another node, a disabled user, a
+# deleted row) stops being served after this long at most. Writes always ask.
+SESSION_CACHE_SECONDS = 5.0
+SESSION_CACHE_ENTRIES = 10_000
 
 
 class AuthError(Exception):
@@ -112,6 +119,9 @@ class AuthService:
         self.max_failures = max_failures
         self.lockout = lockout
         self.session_lifetime = session_lifetime
+        # digest -> (monotonic time of the lookup, identity, session expiry)
+        self._recent: dict[str, tuple[float, Identity, dt.datetime]] = {}
+        self.monotonic = time.monotonic  # tests move it
 
     async def create_user(
         self,
@@ -217,30 +227,44 @@ class AuthService:
         return cookie, record
 
     async def close_session(self, cookie: str, actor: str, source: str = "") -> None:
+        self._recent.pop(token_digest(cookie), None)
         async with self.db.session() as session:
             record = await session.get(WebSession, token_digest(cookie))
             if record is not None:
                 await session.delete(record)
                 await audit(session, actor, "auth.logout", actor, source)
 
-    async def identify_session(self, cookie: str) -> Identity | None:
+    async def identify_session(self, cookie: str, *, recent: bool = False) -> Identity | None:
+        """The session's identity, or None. ``recent``: a lookup of the last
+        :data:`SESSION_CACHE_SECONDS` will do (reads only; see there)."""
+        digest = token_digest(cookie)
+        if recent and (known := self._recent.get(digest)) is not None:
+            looked_up, identity, expires_at = known
+            if self.monotonic() - looked_up < SESSION_CACHE_SECONDS and expires_at > utcnow():
+                return identity
+        self._recent.pop(digest, None)
         async with self.db.session() as session:
             row = (
                 await session.execute(
                     select(WebSession, User)
                     .join(User, User.id == WebSession.user_id)
-                    .where(WebSession.id == token_digest(cookie))
+                    .where(WebSession.id == digest)
                 )
             ).first()
             if row is None:
                 return None
             record, user = row
-            if _aware(record.expires_at) <= utcnow() or user.disabled:
+            expires_at = _aware(record.expires_at)
+            if expires_at <= utcnow() or user.disabled:
                 await session.delete(record)
                 return None
-            return Identity(
+            identity = Identity(
                 user.username, user.role, "session", user.id, csrf_token=record.csrf_token
             )
+        if len(self._recent) >= SESSION_CACHE_ENTRIES:
+            self._recent.clear()
+        self._recent[digest] = (self.monotonic(), identity, expires_at)
+        return identity
 
     async def issue_api_token(self, session: AsyncSession, user: User, name: str) -> str:
         token = "uc_" + new_secret()

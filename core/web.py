@@ -125,7 +125,9 @@ def identity_middleware(ctx: AppContext) -> Middleware:
             if identity is None:
                 raise ApiError(401, "invalid or revoked token")
         elif cookie := request.cookies.get(SESSION_COOKIE):
-            identity = await ctx.auth.identify_session(cookie)
+            identity = await ctx.auth.identify_session(
+                cookie, recent=request.method in SAFE_METHODS
+            )
         if identity is not None:
             request[IDENTITY] = identity
         if (

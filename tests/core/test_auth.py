@@ -8,6 +8,7 @@ import re
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
+from core.auth import SESSION_CACHE_SECONDS
 from core.context import AppContext
 from core.models import AuditEntry, DeviceKind, DeviceToken, Role, User
 
@@ -182,3 +183,41 @@ async def test_device_token_last_use_is_recorded_without_a_write_per_request(
     assert refreshed is not None and refreshed.replace(tzinfo=dt.UTC) > an_hour_ago.replace(
         tzinfo=dt.UTC
     ) + dt.timedelta(minutes=59)
+
+
+async def test_a_session_is_looked_up_again_by_writes_and_after_a_few_seconds(
+    client: TestClient, app_context: AppContext
+) -> None:
+    now = [1000.0]
+    app_context.auth.monotonic = lambda: now[0]
+    await add_user(app_context, "dora", Role.OPERATOR)
+    await add_user(app_context, "erin", Role.OPERATOR)
+    await login(client, "dora")
+    assert (await client.get("/api/auth/me")).status == 200
+
+    # Disabled elsewhere (another node, the database): reads are served from the lookup
+    # of the last few seconds, then refused.
+    async with app_context.db.session() as session:
+        await session.execute(update(User).where(User.username == "dora").values(disabled=True))
+    now[0] += SESSION_CACHE_SECONDS - 0.5
+    assert (await client.get("/api/auth/me")).status == 200
+    now[0] += 1.0
+    assert (await client.get("/api/auth/me")).status == 401
+
+    # Writes always ask the database.
+    csrf = await login(client, "erin")
+    assert (await client.get("/api/auth/me")).status == 200
+    async with app_context.db.session() as session:
+        await session.execute(update(User).where(User.username == "erin").values(disabled=True))
+    write = await client.post(
+        "/api/departments", json={"code": "X", "name": "x"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert write.status == 401
+
+    # A logout on this node ends the session for reads at once.
+    async with app_context.db.session() as session:
+        await session.execute(update(User).where(User.username == "erin").values(disabled=False))
+    csrf = await login(client, "erin")
+    assert (await client.get("/api/auth/me")).status == 200
+    await client.post("/logout", headers={"X-CSRF-Token": csrf}, allow_redirects=False)
+    assert (await client.get("/api/auth/me")).status == 401
