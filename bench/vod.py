@@ -1,14 +1,20 @@
 """News-on-demand benchmarks: transcode overhead, HLS serving against nginx, many viewers.
 
-    .venv/bin/python bench/vod.py [--seconds 600] [--viewers 1000] [--duration 8]
+    .venv/bin/python bench/vod.py [--seconds 600] [--repeat 3] [--rounds 3] [--viewers 1000]
 
 1. A synthetic 720p25 input (testsrc2 + tone) is transcoded to the HLS ladder by
-   unicomm (probe, job row, HLS, master playlist, poster, thumbnails, publish)
-   and by the same ffmpeg commands run bare; the ratio is unicomm's overhead.
+   unicomm (import copy, probe, job row, HLS with poster and thumbnails, master
+   playlist, publish) and by the same ffmpeg commands run bare; the ratio is
+   unicomm's overhead. Runs are interleaved, the order alternating, and the
+   median is reported with the CPU seconds of each side (steadier than wall time
+   on a shared box).
 2. ``wrk -t2 -c100`` fetches the same playlist and segment from ``unicomm serve``
-   (signed kiosk URL, no session lookup) and from Debian's nginx.
+   (signed kiosk URL, no session lookup) and from Debian's nginx, in ``--rounds``
+   interleaved rounds (both servers see the same load); medians are reported.
 3. N simulated viewers each fetch one segment per segment duration (playback
-   pace) from unicomm; the p99 time to first byte is reported.
+   pace) from unicomm and from nginx; the p99 time to first byte is reported.
+
+Every section prints the load average: figures taken on a busy box are ratios only.
 
 Needs Debian's ``wrk`` and ``nginx`` (installed only for this benchmark).
 """
@@ -19,8 +25,10 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +57,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f} {five:.1f} {fifteen:.1f}"
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_input(path: Path, seconds: int) -> None:
@@ -80,37 +98,41 @@ def make_input(path: Path, seconds: int) -> None:
     )
 
 
-async def bare_transcode(source: Path, out: Path, settings: object) -> float:
-    """The commands unicomm runs, without unicomm around them."""
+async def bare_transcode(source: Path, out: Path, settings: object) -> tuple[float, float]:
+    """The commands unicomm runs, without unicomm around them: (wall, CPU) seconds."""
     probe = await ffmpeg.probe(source)
+    segment = settings.vod_segment_seconds  # type: ignore[attr-defined]
     plan = ffmpeg.hls_video_args(
         source,
         out,
         probe,
         settings.vod_ladder,  # type: ignore[attr-defined]
-        settings.vod_segment_seconds,
-        settings.vod_x264_preset,
-    )  # type: ignore[attr-defined]
+        segment,
+        settings.vod_x264_preset,  # type: ignore[attr-defined]
+        stills=ffmpeg.stills_plan(out, probe.duration, segment),
+    )
     for index in range(len(plan.rungs)):
         (out / f"v{index}").mkdir(parents=True)
     (out / "thumbs").mkdir()
-    duration = probe.duration or 0.0
-    commands = [
-        plan.args,
-        ffmpeg.poster_args(source, out / "poster.jpg", min(duration * 0.1, 5.0)),
-        ffmpeg.thumbnails_args(source, out / "thumbs", max(6.0, duration / 20)),
-    ]
+    commands = [plan.args]
+    if plan.stills is None:  # no duration known: the stills take passes of their own
+        duration = probe.duration or 0.0
+        commands += [
+            ffmpeg.poster_args(source, out / "poster.jpg", min(duration * 0.1, 5.0)),
+            ffmpeg.thumbnails_args(source, out / "thumbs", max(float(segment), duration / 20)),
+        ]
     return run_bare(commands)
 
 
-def run_bare(commands: list[list[str]]) -> float:
+def run_bare(commands: list[list[str]]) -> tuple[float, float]:
     # Blocking on purpose: the bare run has nothing else to do while ffmpeg works.
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for args in commands:
         subprocess.run(
             ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True
         )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
 
 
 def make_workdir() -> Path:
@@ -119,7 +141,8 @@ def make_workdir() -> Path:
     return work
 
 
-async def unicomm_transcode(source: Path, data: Path) -> tuple[float, str, str]:
+async def unicomm_transcode(source: Path, data: Path) -> tuple[float, float, str, str]:
+    """Import and transcode through the service: (wall, CPU incl. ffmpeg) seconds, key, URL."""
     settings = load_settings(None, data_dir=str(data))
     await migrations.upgrade_async(settings.database_url)
     ctx = AppContext.create(settings)
@@ -128,16 +151,18 @@ async def unicomm_transcode(source: Path, data: Path) -> tuple[float, str, str]:
         await service.add_station(
             session, code="BENCH", name="bench", level=Level.CITY, kind=Kind.TV
         )
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) + cpu_seconds(resource.RUSAGE_SELF)
     started = time.perf_counter()
     job = await service.import_file(
         source, station_code="BENCH", title="bench", origin="cli", claim=True
     )
     item = await service.run_job(job)
     elapsed = time.perf_counter() - started
+    used = cpu_seconds(resource.RUSAGE_CHILDREN) + cpu_seconds(resource.RUSAGE_SELF) - cpu
     assert item is not None, "transcode failed"
     signed, _ = service.signed_path(item.key, minutes=600)
     await ctx.close()
-    return elapsed, item.key, signed
+    return elapsed, used, item.key, signed
 
 
 def wrk(url: str, seconds: int) -> tuple[float, float]:
@@ -176,7 +201,7 @@ http {{
     return process
 
 
-def start_unicomm(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_unicomm(data: Path, port: int, log: Path, workers: int = 0) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNICOMM_")}
     env.update(
         UNICOMM_DATA_DIR=str(data),
@@ -186,6 +211,8 @@ def start_unicomm(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         UNICOMM_SIP_PORT=str(free_port()),
         UNICOMM_SIP_TLS_PORT=str(free_port()),
     )
+    if workers:
+        env["UNICOMM_VOD_MEDIA_WORKERS"] = str(workers)
     process = subprocess.Popen(
         [UNICOMM, "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd="/"
     )
@@ -225,36 +252,78 @@ async def viewers(
     return ttfb
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def transcodes(args: argparse.Namespace, work: Path, source: Path) -> tuple[str, str]:
+    """Interleaved runs, the order alternating; returns the last unicomm item's key and URL."""
+    settings = load_settings(None, data_dir=str(work / "bare"))
+    print(
+        f"input: {args.seconds} s 720p25, ladder {settings.vod_ladder}, "
+        f"preset {settings.vod_x264_preset}, {settings.vod_segment_seconds} s segments; {load()}"
+    )
+    bare: list[tuple[float, float]] = []
+    through: list[tuple[float, float]] = []
+    key = signed = ""
+
+    async def run_bare() -> None:
+        shutil.rmtree(work / "bare-out", ignore_errors=True)
+        bare.append(await bare_transcode(source, work / "bare-out", settings))
+
+    async def run_unicomm() -> None:
+        nonlocal key, signed
+        shutil.rmtree(work / "data", ignore_errors=True)
+        wall, cpu, key, signed = await unicomm_transcode(source, work / "data")
+        through.append((wall, cpu))
+
+    for run in range(max(1, args.repeat)):
+        if args.repeat == 0:  # serving only: one transcode for the files
+            await run_unicomm()
+            print(f"unicomm transcode {through[0][0]:.1f} s (no bare run); {load()}")
+            return key, signed
+        order = [run_bare, run_unicomm] if run % 2 == 0 else [run_unicomm, run_bare]
+        for step in order:
+            await step()
+        print(
+            f"run {run + 1} ({'bare first' if run % 2 == 0 else 'unicomm first'}): "
+            f"bare {bare[-1][0]:.1f} s ({bare[-1][1]:.1f} s CPU), "
+            f"unicomm {through[-1][0]:.1f} s ({through[-1][1]:.1f} s CPU), "
+            f"ratio {through[-1][0] / bare[-1][0]:.3f}; {load()}"
+        )
+    wall_b, wall_u = median([b[0] for b in bare]), median([u[0] for u in through])
+    cpu_b, cpu_u = median([b[1] for b in bare]), median([u[1] for u in through])
+    ratios = [u[0] / b[0] for b, u in zip(bare, through, strict=True)]
+    print(
+        f"transcode median of {len(bare)}: bare ffmpeg {wall_b:.1f} s, unicomm {wall_u:.1f} s, "
+        f"overhead ratio {median(ratios):.3f} (per-run {', '.join(f'{r:.3f}' for r in ratios)}); "
+        f"CPU bare {cpu_b:.1f} s, unicomm {cpu_u:.1f} s, ratio {cpu_u / cpu_b:.3f}; "
+        f"{args.seconds / wall_u:.2f}x real time"
+    )
+    return key, signed
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=600, help="length of the 720p input")
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=8, help="seconds of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved wrk rounds")
     parser.add_argument("--viewer-seconds", type=float, default=30.0)
-    parser.add_argument("--repeat", type=int, default=2, help="interleaved transcode runs")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="interleaved transcode runs (0: unicomm once only)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="vod_media_workers of unicomm serve (0: default)"
+    )
     args = parser.parse_args()
     work = make_workdir()
     try:
         source = work / "input.mp4"
         make_input(source, args.seconds)
-        settings = load_settings(None, data_dir=str(work / "bare"))
-        print(
-            f"input: {args.seconds} s 720p25, ladder {settings.vod_ladder}, "
-            f"preset {settings.vod_x264_preset}, {settings.vod_segment_seconds} s segments"
-        )
-        # Interleaved and best-of: the box is shared, so one slow run says little.
-        bare_runs, unicomm_runs = [], []
-        for run in range(args.repeat):
-            shutil.rmtree(work / "bare-out", ignore_errors=True)
-            bare_runs.append(await bare_transcode(source, work / "bare-out", settings))
-            shutil.rmtree(work / "data", ignore_errors=True)
-            through, key, signed = await unicomm_transcode(source, work / "data")
-            unicomm_runs.append(through)
-            print(f"run {run + 1}: bare {bare_runs[-1]:.1f} s, unicomm {through:.1f} s")
-        bare, through = min(bare_runs), min(unicomm_runs)
-        print(
-            f"transcode best of {args.repeat}: bare ffmpeg {bare:.1f} s, unicomm {through:.1f} s, "
-            f"overhead ratio {through / bare:.3f} ({args.seconds / through:.2f}x real time)"
+        key, signed = await transcodes(args, work, source)
+        segment_seconds = float(
+            load_settings(None, data_dir=str(work / "data")).vod_segment_seconds
         )
 
         items = work / "data" / "vod" / "items"
@@ -262,25 +331,53 @@ async def main() -> None:
         segment = f"v0/{playlist.segments[1].uri}"
         size = (items / key / segment).stat().st_size
         port_u, port_n = free_port(), free_port()
-        server = start_unicomm(work / "data", port_u, work / "serve.log")
+        server = start_unicomm(work / "data", port_u, work / "serve.log", args.workers)
         nginx = start_nginx(items, port_n, work)
         try:
             prefix = signed.rsplit("/", 1)[0]
-            results = {}
-            for name, url in [
-                ("unicomm playlist", f"http://127.0.0.1:{port_u}{prefix}/v0/index.m3u8"),
-                ("nginx playlist", f"http://127.0.0.1:{port_n}/{key}/v0/index.m3u8"),
-                ("unicomm segment", f"http://127.0.0.1:{port_u}{prefix}/{segment}"),
-                ("nginx segment", f"http://127.0.0.1:{port_n}/{key}/{segment}"),
-            ]:
-                results[name] = wrk(url, args.duration)
-                rps, bps = results[name]
-                print(f"{name:18s} {rps:10.0f} req/s {bps / 1e9:6.2f} GB/s")
+            urls = {
+                ("unicomm", "playlist"): f"http://127.0.0.1:{port_u}{prefix}/v0/index.m3u8",
+                ("nginx", "playlist"): f"http://127.0.0.1:{port_n}/{key}/v0/index.m3u8",
+                ("unicomm", "segment"): f"http://127.0.0.1:{port_u}{prefix}/{segment}",
+                ("nginx", "segment"): f"http://127.0.0.1:{port_n}/{key}/{segment}",
+            }
+            results: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in urls}
+            for round_ in range(args.rounds):
+                for kind in ("playlist", "segment"):
+                    servers = ["unicomm", "nginx"] if round_ % 2 == 0 else ["nginx", "unicomm"]
+                    for name in servers:
+                        rps, bps = wrk(urls[name, kind], args.duration)
+                        results[name, kind].append((rps, bps))
+                        print(
+                            f"round {round_ + 1} {name:8s} {kind:8s} {rps:10.0f} req/s "
+                            f"{bps / 1e9:6.2f} GB/s; {load()}"
+                        )
+            playlist_ratio = median(
+                [
+                    u[0] / n[0]
+                    for u, n in zip(
+                        results["unicomm", "playlist"], results["nginx", "playlist"], strict=True
+                    )
+                ]
+            )
+            segment_ratio = median(
+                [
+                    u[1] / n[1]
+                    for u, n in zip(
+                        results["unicomm", "segment"], results["nginx", "segment"], strict=True
+                    )
+                ]
+            )
+            for name in ("unicomm", "nginx"):
+                print(
+                    f"{name:8s} median of {args.rounds}: playlist "
+                    f"{median([r[0] for r in results[name, 'playlist']]):.0f} req/s, segment "
+                    f"{median([r[1] for r in results[name, 'segment']]) / 1e9:.2f} GB/s "
+                    f"({median([r[0] for r in results[name, 'segment']]):.0f} req/s)"
+                )
             print(
-                f"segment {size / 1e6:.2f} MB; unicomm/nginx: playlist "
-                f"{results['unicomm playlist'][0] / results['nginx playlist'][0]:.3f}, "
-                f"segment bytes/s "
-                f"{results['unicomm segment'][1] / results['nginx segment'][1]:.3f}"
+                f"segment {size / 1e6:.2f} MB; unicomm/nginx (median of per-round ratios): "
+                f"playlist req/s {playlist_ratio:.3f}, segment bytes/s {segment_ratio:.3f}"
             )
             names = [f"v0/{s.uri}" for s in playlist.segments]
             for name, base in [
@@ -288,11 +385,7 @@ async def main() -> None:
                 ("nginx", f"http://127.0.0.1:{port_n}/{key}"),
             ]:
                 ttfb = await viewers(
-                    base,
-                    names,
-                    args.viewers,
-                    args.viewer_seconds,
-                    float(settings.vod_segment_seconds),
+                    base, names, args.viewers, args.viewer_seconds, segment_seconds
                 )
                 ttfb.sort()
                 p50 = ttfb[len(ttfb) // 2] * 1000
@@ -300,7 +393,7 @@ async def main() -> None:
                 print(
                     f"{name:8s} {args.viewers} viewers at playback pace, "
                     f"{args.viewer_seconds:.0f} s: {len(ttfb)} segments, TTFB p50 {p50:.1f} ms, "
-                    f"p99 {p99:.1f} ms, max {ttfb[-1] * 1000:.1f} ms"
+                    f"p99 {p99:.1f} ms, max {ttfb[-1] * 1000:.1f} ms; {load()}"
                 )
         finally:
             server.send_signal(signal.SIGTERM)

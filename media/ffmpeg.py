@@ -293,11 +293,34 @@ def _arguments(stream: Any) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Stills:
+    """The poster and the thumbnail strip of a programme, and where they are taken."""
+
+    poster: Path
+    poster_at: float
+    thumbs: Path
+    every: float
+
+
+def stills_plan(out_dir: Path, duration: float | None, segment_seconds: int) -> Stills | None:
+    """A poster 10% in (at most 5 s) and about 20 thumbnails; None without a duration."""
+    if not duration or duration <= 0:
+        return None
+    return Stills(
+        poster=out_dir / "poster.jpg",
+        poster_at=min(duration * 0.1, 5.0),
+        thumbs=out_dir / "thumbs",
+        every=max(float(segment_seconds), duration / 20),
+    )
+
+
+@dataclass(frozen=True)
 class VideoJob:
-    """The HLS command for video and the ladder it produces."""
+    """The HLS command for video, the ladder it produces and the stills it writes too."""
 
     args: list[str]
     rungs: list[hls.Rung]
+    stills: Stills | None = None
 
 
 def hls_video_args(
@@ -307,18 +330,25 @@ def hls_video_args(
     heights: list[int],
     segment_seconds: int,
     preset: str,
+    *,
+    stills: Stills | None = None,
 ) -> VideoJob:
     """One decode, split into the ladder; each rendition with GOP = segment length.
 
     Key frames are forced on segment boundaries and scene-cut key frames are off
     (``sc_threshold 0``), so every rendition cuts at the same instants and a
     player can switch rungs at any segment.
+
+    With ``stills``, the poster and the thumbnails are two more outputs of the same
+    decode (the same frames :func:`poster_args` and :func:`thumbnails_args` give),
+    rather than two more passes over the source; ``stills.thumbs`` must exist.
     """
     rungs = hls.plan_ladder(source_probe.height, heights)
     frame_rate = source_probe.frame_rate if 1 <= source_probe.frame_rate <= 120 else 25.0
     gop = hls.gop_frames(frame_rate, segment_seconds)
     source_input = ffmpeg.input(str(source))
-    split = source_input.video.filter_multi_output("split", len(rungs))
+    branches = len(rungs) + (2 if stills is not None else 0)
+    split = source_input.video.filter_multi_output("split", branches)
     streams: list[Any] = []
     options: dict[str, Any] = {
         "c:v": "libx264",
@@ -352,7 +382,14 @@ def hls_video_args(
         options.update({"c:a": "aac", "b:a": f"{hls.AUDIO_KBPS}k", "ac": 2, "ar": 48000})
     options["var_stream_map"] = " ".join(stream_map)
     output = ffmpeg.output(*streams, str(out_dir / "v%v" / hls.MEDIA_NAME), **options)
-    return VideoJob(_arguments(output), rungs)
+    if stills is None:
+        return VideoJob(_arguments(output), rungs)
+    thumbs = _thumbnails(split[len(rungs)], stills.thumbs, stills.every)
+    # The first frame at or after the poster's instant: what an accurate -ss seek gives.
+    poster = _poster(
+        split[len(rungs) + 1].filter("select", f"gte(t,{stills.poster_at:.3f})"), stills.poster
+    )
+    return VideoJob(_arguments(ffmpeg.merge_outputs(output, thumbs, poster)), rungs, stills)
 
 
 def hls_audio_args(source: Path, out_dir: Path, segment_seconds: int) -> list[str]:
@@ -374,24 +411,26 @@ def hls_audio_args(source: Path, out_dir: Path, segment_seconds: int) -> list[st
     return _arguments(output)
 
 
-def poster_args(source: Path, poster: Path, at_seconds: float) -> list[str]:
-    output = (
-        ffmpeg.input(str(source), ss=f"{at_seconds:.3f}")
-        .video.filter("scale", -2, 360)
-        .output(str(poster), vframes=1, **{"q:v": 3})
+def _poster(video: Any, poster: Path) -> Any:
+    return video.filter("scale", -2, 360).output(str(poster), vframes=1, **{"q:v": 3})
+
+
+def _thumbnails(video: Any, folder: Path, every_seconds: float) -> Any:
+    return (
+        video.filter("fps", fps=f"1/{every_seconds:.3f}")
+        .filter("scale", 160, -2)
+        .output(str(folder / "thumb%03d.jpg"), **{"q:v": 5})
     )
-    return _arguments(output)
+
+
+def poster_args(source: Path, poster: Path, at_seconds: float) -> list[str]:
+    """The poster on its own (a programme whose duration ffprobe could not tell)."""
+    return _arguments(_poster(ffmpeg.input(str(source), ss=f"{at_seconds:.3f}").video, poster))
 
 
 def thumbnails_args(source: Path, folder: Path, every_seconds: float) -> list[str]:
     """Small stills at a fixed interval, for the scrubbing strip of the player."""
-    output = (
-        ffmpeg.input(str(source))
-        .video.filter("fps", fps=f"1/{every_seconds:.3f}")
-        .filter("scale", 160, -2)
-        .output(str(folder / "thumb%03d.jpg"), **{"q:v": 5})
-    )
-    return _arguments(output)
+    return _arguments(_thumbnails(ffmpeg.input(str(source)).video, folder, every_seconds))
 
 
 def input_timeout_options(url: str) -> dict[str, Any]:

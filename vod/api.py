@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -194,32 +193,31 @@ SIGNED_PREFIX = "/vod/s"
 async def serve_media(
     service: VodService, request: web.Request, key: str, path: str, *, public: bool
 ) -> web.StreamResponse:
-    file = service.media_file(key, path)
+    file = service.media_path(key, path)
     if file is None:
         raise web.HTTPNotFound(text="no such media file")
-    await service.mark_playing(key)
-    if path == hls.MASTER_NAME and request.method == "GET" and not request.http_range.start:
-        await service.count_view(key)
-    if service.metrics is not None:
-        service.metrics.served(path, _bytes_asked(request, file), public=public)
     scope = "public" if public else "private"
     # Segments and finished VOD playlists never change; only expiry removes them.
     cache = (
         f"{scope}, max-age=86400, immutable" if path.endswith(".ts") else f"{scope}, max-age=300"
     )
-    return web.FileResponse(
-        file, headers={"Content-Type": hls.mime_type(path), "Cache-Control": cache}
-    )
+    headers = {"Content-Type": hls.mime_type(path), "Cache-Control": cache}
+    # Raises 404 for a missing file; the bytes go once the response is returned.
+    response, sent = service.responder.respond(request, file, headers)
+    await service.mark_playing(key)
+    if path == hls.MASTER_NAME and request.method == "GET" and _from_start(request):
+        await service.count_view(key)
+    if service.metrics is not None:
+        service.metrics.served(path, sent, public=public)
+    return response
 
 
-def _bytes_asked(request: web.Request, file: Path) -> int:
-    """What a media request will be sent: the file, or the part its Range names."""
-    size = file.stat().st_size
+def _from_start(request: web.Request) -> bool:
+    """No Range, or one from the first byte: a player starting, not resuming a download."""
     try:
-        wanted = request.http_range
+        return not request.http_range.start
     except ValueError:
-        return size
-    return len(range(size)[wanted])
+        return False
 
 
 def add_signed_media_route(router: web.UrlDispatcher, service: VodService, prefix: str) -> None:

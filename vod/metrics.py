@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -82,7 +83,7 @@ class VodMetrics:
         )
         self.bytes_served = Counter(
             "unicomm_vod_media_bytes",
-            "Bytes of media served, by kind",
+            "Bytes of media bodies served, by kind (a 304 or a HEAD sends none)",
             ["kind"],
             registry=registry,
         )
@@ -90,6 +91,7 @@ class VodMetrics:
             "unicomm_vod_views", "Programme views counted on this node", registry=registry
         )
         self._nudged = asyncio.Event()
+        self._served: dict[tuple[str, bool], tuple[Any, Any]] = {}
 
     # ---- counted as it happens
 
@@ -100,9 +102,16 @@ class VodMetrics:
             self.media_seconds.inc(media_seconds)
 
     def served(self, path: str, size: int, *, public: bool) -> None:
+        """A media request answered with ``size`` bytes of body (0 for a 304 or a HEAD)."""
         kind = media_kind(path)
-        self.requests.labels(kind, "signed" if public else "staff").inc()
-        self.bytes_served.labels(kind).inc(size)
+        counters = self._served.get((kind, public))
+        if counters is None:
+            # labels() takes a lock and builds a key each time: bound once per kind/access.
+            access = "signed" if public else "staff"
+            counters = (self.requests.labels(kind, access), self.bytes_served.labels(kind))
+            self._served[kind, public] = counters
+        counters[0].inc()
+        counters[1].inc(size)
 
     def viewed(self) -> None:
         self.views.inc()

@@ -41,7 +41,7 @@ from core.config import Settings
 from core.db import Database, utcnow
 from core.state import SharedState
 from media import ffmpeg, hls
-from vod import retention, windows
+from vod import retention, serving, windows
 from vod.metrics import VodMetrics
 from vod.models import Capture, CaptureState, Item, Job, JobState, Kind, Level, Schedule, Station
 from vod.stations import StationError, StationInput, check_code
@@ -171,6 +171,9 @@ class VodService:
             folder.mkdir(parents=True, exist_ok=True)
         self.job_added = asyncio.Event()
         self._playing_marked: dict[str, float] = {}
+        self._signatures = serving.SignatureCache()
+        self._items_prefix = f"{self.items}/"
+        self.responder = serving.MediaResponder()
         # Set by the server's runtime (the CLI counts nothing).
         self.metrics: VodMetrics | None = None
 
@@ -780,7 +783,11 @@ class VodService:
             await progress(percent * 0.9)
 
         renditions: list[dict[str, Any]] = []
+        stills: ffmpeg.Stills | None = None
         if video:
+            # The poster and thumbnails come from the transcode's own decode when the
+            # duration is known (where they are taken depends on it).
+            stills = ffmpeg.stills_plan(output, probe.duration, segment)
             plan = ffmpeg.hls_video_args(
                 source,
                 output,
@@ -788,9 +795,11 @@ class VodService:
                 self.settings.vod_ladder,
                 segment,
                 self.settings.vod_x264_preset,
+                stills=stills,
             )
             for index in range(len(plan.rungs)):
                 (output / f"v{index}").mkdir()
+            (output / "thumbs").mkdir()
             await ffmpeg.run_ffmpeg(plan.args, duration=duration, on_progress=main_progress)
             for index, rung in enumerate(plan.rungs):
                 width = hls.even(probe.width * rung.height / probe.height) if probe.height else 0
@@ -834,21 +843,27 @@ class VodService:
 
         thumbnails = 0
         has_poster = False
+        every = 0.0
         if video:
-            poster_at = min(media_duration * 0.1, 5.0)
-            await ffmpeg.run_ffmpeg(ffmpeg.poster_args(source, output / "poster.jpg", poster_at))
+            if stills is None:
+                # No duration from ffprobe: two more passes, placed by the transcoded length.
+                stills = ffmpeg.stills_plan(output, media_duration, segment)
+                if stills is not None:
+                    poster_args = ffmpeg.poster_args(source, stills.poster, stills.poster_at)
+                    await ffmpeg.run_ffmpeg(poster_args)
+                    await ffmpeg.run_ffmpeg(
+                        ffmpeg.thumbnails_args(source, stills.thumbs, stills.every)
+                    )
             has_poster = (output / "poster.jpg").exists()
-            (output / "thumbs").mkdir()
-            every = max(float(segment), media_duration / 20)
-            await ffmpeg.run_ffmpeg(ffmpeg.thumbnails_args(source, output / "thumbs", every))
             thumbnails = len(list((output / "thumbs").glob("thumb*.jpg")))
+            every = stills.every if stills is not None else 0.0
         await progress(100.0)
         return {
             "renditions": renditions,
             "duration": media_duration,
             "has_poster": has_poster,
             "thumbnails": thumbnails,
-            "thumbnail_every": max(float(segment), media_duration / 20) if video else 0,
+            "thumbnail_every": every,
         }
 
     async def _publish(
@@ -1132,14 +1147,22 @@ class VodService:
     def check_signature(self, key: str, expires: str, signature: str) -> bool:
         if not expires.isdigit() or int(expires) < self.clock().timestamp():
             return False
-        return hmac.compare_digest(self.sign(key, int(expires)), signature)
+        if self._signatures.known(key, expires, signature):
+            return True
+        if not hmac.compare_digest(self.sign(key, int(expires)), signature):
+            return False
+        self._signatures.add(key, expires, signature)
+        return True
 
-    def media_file(self, key: str, path: str) -> Path | None:
-        """The file a media URL names, or None; the patterns forbid '..' and absolute paths."""
+    def media_path(self, key: str, path: str) -> str | None:
+        """Where the file a media URL names would be (not looked at), or None.
+
+        The patterns forbid '..' and absolute paths; whether the file is there is for
+        :class:`vod.serving.MediaResponder`, which opens it.
+        """
         if not KEY.match(key) or not MEDIA_PATH.match(path):
             return None
-        candidate = self.items / key / path
-        return candidate if candidate.is_file() else None
+        return f"{self._items_prefix}{key}/{path}"
 
     async def mark_playing(self, key: str) -> None:
         # One state write per item per 10 s: segment requests are many and hot.
