@@ -121,7 +121,9 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
     node_name: str = Field("", description="Name of this node in a cluster; hostname if empty.")
     timezone: str = Field(
-        "Asia/Shanghai", description="IANA time zone of the city: report months, times shown."
+        "Asia/Shanghai",
+        description="IANA time zone of the city: report months, capture windows, kiosk"
+        " schedules, times shown.",
     )
     # SMS alerts (sms/): provider, callbacks and the delivery engine's limits.
     sms_provider: str = Field(
@@ -165,7 +167,6 @@ class Settings(BaseSettings):
     )
     vod_segment_seconds: int = Field(6, ge=1, le=30, description="HLS segment length (= GOP).")
     vod_x264_preset: str = Field("veryfast", description="libx264 preset of the transcoder.")
-    vod_timezone: str = Field("Asia/Shanghai", description="Time zone of capture schedules.")
     vod_url_minutes: int = Field(240, ge=1, description="Lifetime of signed (kiosk) media URLs.")
 
     # Video conference (conference/, signaling/): the forwarding SFU and its rooms.
@@ -202,7 +203,6 @@ class Settings(BaseSettings):
         120.0, gt=0, description="A kiosk that has not rendered for this long is stale."
     )
     kiosk_pairing_minutes: float = Field(15.0, gt=0, description="Lifetime of a pairing code.")
-    kiosk_timezone: str = Field("Asia/Shanghai", description="Time zone of kiosk schedules.")
 
     config_file: Path | None = Field(None, exclude=True)
 
@@ -268,7 +268,7 @@ class Settings(BaseSettings):
 
     @property
     def zone(self) -> ZoneInfo:
-        """The city's time zone (``timezone``): months of reports, times shown to people."""
+        """The city's time zone (``timezone``): report months, schedules, times shown to people."""
         return ZoneInfo(self.timezone)
 
 

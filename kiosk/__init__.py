@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
@@ -65,7 +64,7 @@ def setup(app: web.Application) -> None:
     app[CONSOLE].add_templates("kiosk", Path(__file__).parent / "templates")
     hub = LiveHub(ctx.bus)
     app[api.HUB] = hub
-    feeds = FeedCache(ctx, ZoneInfo(ctx.settings.kiosk_timezone))
+    feeds = FeedCache(ctx, ctx.settings.zone)
     app[FEEDS] = feeds
     news = _news_url(app)
     api.mount(app, hub, feeds)

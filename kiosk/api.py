@@ -260,7 +260,7 @@ def _id(request: web.Request) -> int:
 
 
 def _zone(ctx: AppContext) -> ZoneInfo:
-    return ZoneInfo(ctx.settings.kiosk_timezone)
+    return ctx.settings.zone
 
 
 def _feed_response(

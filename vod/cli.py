@@ -157,7 +157,7 @@ def add_cli(commands: Any) -> None:
     imp.set_defaults(run=_import)
 
     lst = vod.add_parser("list", help="list the catalogue, newest first")
-    lst.add_argument("--date", help="YYYY-MM-DD (in vod_timezone)")
+    lst.add_argument("--date", help="YYYY-MM-DD (in the city's timezone)")
     lst.add_argument("--station")
     lst.add_argument("--search")
     lst.add_argument("--limit", type=int, default=100)

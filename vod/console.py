@@ -83,7 +83,7 @@ def form_choices(settings: Settings) -> dict[str, Any]:
         "kinds": [kind.value for kind in Kind],
         "blank_windows": BLANK_WINDOWS,
         "default_retention": settings.vod_retention_days,
-        "zone_name": settings.vod_timezone,
+        "zone_name": settings.timezone,
     }
 
 

@@ -80,7 +80,7 @@ class Station(Base):
 
 
 class Schedule(Base):
-    """A recurring capture window, e.g. 19:00-19:30 every day, in ``vod_timezone``."""
+    """A recurring capture window, e.g. 19:00-19:30 every day, in the city's ``timezone``."""
 
     __tablename__ = "vod_schedules"
 

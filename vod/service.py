@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import structlog
@@ -162,7 +161,7 @@ class VodService:
         self.node = node or f"{settings.node_name or os.uname().nodename}-{os.getpid()}"
         self.clock = clock
         self.disk = disk
-        self.zone = ZoneInfo(settings.vod_timezone)
+        self.zone = settings.zone
         self.root = settings.path("vod")
         self.incoming = self.root / "incoming"
         self.work = self.root / "work"
