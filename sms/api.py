@@ -841,14 +841,8 @@ def mount(app: web.Application) -> None:
                 contact = await service.get_contact(session, contact_id)
             except service.SmsError as exc:
                 raise _refuse(exc) from None
-            await audit(
-                session,
-                identity.subject,
-                "sms.contact.edit",
-                contact.mobile,
-                client_address(request),
-                contact=contact.id,
-                changed={k: [str(a), str(b)] for k, (a, b) in changes.items()},
+            await service.audit_contact_edit(
+                session, identity.subject, client_address(request), contact, changes
             )
             return ContactOut.model_validate(contact, from_attributes=True)
 
@@ -870,17 +864,8 @@ def mount(app: web.Application) -> None:
                 gone = await service.delete_contact(session, path_id(request, "contact"))
             except service.SmsError as exc:
                 raise _refuse(exc) from None
-            await audit(
-                session,
-                identity.subject,
-                "sms.contact.delete",
-                gone.mobile,
-                client_address(request),
-                contact=gone.id,
-                name=gone.name,
-                groups=gone.groups,
-                shifts=gone.shifts,
-                deliveries_kept=gone.deliveries,
+            await service.audit_contact_delete(
+                session, identity.subject, client_address(request), gone
             )
         return DeletedOut.model_validate(gone, from_attributes=True)
 
@@ -931,14 +916,8 @@ def mount(app: web.Application) -> None:
                 members = await service.static_members(session, group.id)
             except service.SmsError as exc:
                 raise _refuse(exc) from None
-            await audit(
-                session,
-                identity.subject,
-                "sms.group.members",
-                group.name,
-                client_address(request),
-                added=added,
-                removed=removed,
+            await service.audit_group_members(
+                session, identity.subject, client_address(request), group, added, removed
             )
             return MembersOut(
                 id=group.id,

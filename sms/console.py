@@ -253,14 +253,8 @@ def mount(app: web.Application) -> None:
                     raise Refused("sms.console.error.contact", str(exc)) from None
                 contact = await service.get_contact(session, contact_id)
                 mobile = contact.mobile
-                await audit(
-                    session,
-                    identity.subject,
-                    "sms.contact.edit",
-                    contact.mobile,
-                    client_address(request),
-                    contact=contact.id,
-                    changed={k: [str(a), str(b)] for k, (a, b) in changes.items()},
+                await service.audit_contact_edit(
+                    session, identity.subject, client_address(request), contact, changes
                 )
         except Refused as error:
             values = await contact_values(request, contact_id)
@@ -275,17 +269,8 @@ def mount(app: web.Application) -> None:
                 gone = await service.delete_contact(session, contact_id)
             except service.NotFound:
                 raise web.HTTPNotFound(text=f"no contact {contact_id}") from None
-            await audit(
-                session,
-                identity.subject,
-                "sms.contact.delete",
-                gone.mobile,
-                client_address(request),
-                contact=gone.id,
-                name=gone.name,
-                groups=gone.groups,
-                shifts=gone.shifts,
-                deliveries_kept=gone.deliveries,
+            await service.audit_contact_delete(
+                session, identity.subject, client_address(request), gone
             )
         raise web.HTTPSeeOther(f"{DIRECTORY.path}?deleted={quote(gone.mobile)}")
 
@@ -364,14 +349,8 @@ def mount(app: web.Application) -> None:
                 except service.SmsError as exc:
                     raise Refused("sms.console.error.members", str(exc)) from None
                 name = group.name
-                await audit(
-                    session,
-                    identity.subject,
-                    "sms.group.members",
-                    group.name,
-                    client_address(request),
-                    added=added,
-                    removed=removed,
+                await service.audit_group_members(
+                    session, identity.subject, client_address(request), group, added, removed
                 )
         except Refused as error:
             values = await group_values(request, group_id)

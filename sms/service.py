@@ -1,7 +1,9 @@
 """SMS alerts logic, free of HTTP: directory, templates, broadcasts, replies, duty log.
 
 Every function takes an open session and leaves committing to the caller, so an
-API handler or a CLI command writes the change and its audit entry together.
+API handler or a CLI command writes the change and its audit entry together. The
+directory's audit entries are shaped here once (``audit_*``), for the JSON API and
+the console alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.auth import audit
 from core.db import utcnow
 from core.models import Department
 from sms import cap, segments
@@ -939,4 +942,52 @@ def alert_event(alert: cap.CapAlert, broadcast_id: int, xml: str) -> AlertPublis
         language=info.language,
         broadcast_id=broadcast_id,
         cap_xml=xml,
+    )
+
+
+async def audit_contact_edit(
+    session: AsyncSession,
+    actor: str,
+    source: str,
+    contact: Contact,
+    changes: dict[str, tuple[object, object]],
+) -> None:
+    await audit(
+        session,
+        actor,
+        "sms.contact.edit",
+        contact.mobile,
+        source,
+        contact=contact.id,
+        changed={k: [str(a), str(b)] for k, (a, b) in changes.items()},
+    )
+
+
+async def audit_contact_delete(
+    session: AsyncSession, actor: str, source: str, gone: DeletedContact
+) -> None:
+    await audit(
+        session,
+        actor,
+        "sms.contact.delete",
+        gone.mobile,
+        source,
+        contact=gone.id,
+        name=gone.name,
+        groups=gone.groups,
+        shifts=gone.shifts,
+        deliveries_kept=gone.deliveries,
+    )
+
+
+async def audit_group_members(
+    session: AsyncSession,
+    actor: str,
+    source: str,
+    group: Group,
+    added: list[str],
+    removed: list[str],
+) -> None:
+    await audit(
+        session, actor, "sms.group.members", group.name, source, added=added, removed=removed
     )
