@@ -25,6 +25,15 @@ LOGIN_CSRF = web.RequestKey("login_csrf", str)
 PageHandler = Callable[[web.Request], Awaitable[Mapping[str, Any] | web.StreamResponse]]
 
 
+class FormRefused(ValueError):
+    """A console form refused: the message's i18n key and what to fill into it."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
 @dataclass(frozen=True)
 class ConsolePage:
     key: str

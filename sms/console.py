@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from core.auth import Identity, audit, identity_of
-from core.console import ConsolePage
+from core.console import ConsolePage, FormRefused
 from core.db import utcnow
 from core.i18n import LANG
 from core.models import Department, Role
@@ -64,15 +64,6 @@ DUTY_LOG = ConsolePage(
 )
 
 
-class Refused(Exception):
-    """A form refused: a message key, and the service's own words when it gave some."""
-
-    def __init__(self, key: str, detail: str = "") -> None:
-        super().__init__(key)
-        self.key = key
-        self.detail = detail
-
-
 def _mobiles(text: str) -> list[str]:
     return [part for part in text.replace("，", ",").replace("\n", ",").split(",") if part.strip()]
 
@@ -114,10 +105,11 @@ def mount(app: web.Application) -> None:
         page: ConsolePage,
         template: str,
         values: dict[str, Any],
-        error: Refused,
+        error: FormRefused,
     ) -> web.Response:
         text = t(request, error.key)
-        values["error"] = f"{text}: {error.detail}" if error.detail else text
+        detail = error.params.get("detail", "")
+        values["error"] = f"{text}: {detail}" if detail else text
         return await console.render(request, template, {"page": page, **values}, status=422)
 
     async def form_of(request: web.Request) -> dict[str, str]:
@@ -176,7 +168,7 @@ def mount(app: web.Application) -> None:
                         extension=form.get("extension", "")[:16],
                     )
                 except service.SmsError as exc:
-                    raise Refused("sms.console.error.contact", str(exc)) from None
+                    raise FormRefused("sms.console.error.contact", detail=str(exc)) from None
                 await audit(
                     session,
                     identity.subject,
@@ -185,7 +177,7 @@ def mount(app: web.Application) -> None:
                     client_address(request),
                 )
                 mobile = contact.mobile
-        except Refused as error:
+        except FormRefused as error:
             values = await directory_values(request)
             values["form"] = form
             return await refused(request, DIRECTORY, DIRECTORY.template, values, error)
@@ -250,13 +242,13 @@ def mount(app: web.Application) -> None:
                 except service.NotFound:
                     raise web.HTTPNotFound(text=f"no contact {contact_id}") from None
                 except service.SmsError as exc:
-                    raise Refused("sms.console.error.contact", str(exc)) from None
+                    raise FormRefused("sms.console.error.contact", detail=str(exc)) from None
                 contact = await service.get_contact(session, contact_id)
                 mobile = contact.mobile
                 await service.audit_contact_edit(
                     session, identity.subject, client_address(request), contact, changes
                 )
-        except Refused as error:
+        except FormRefused as error:
             values = await contact_values(request, contact_id)
             return await refused(request, DIRECTORY, "sms/contact.html", values, error)
         raise saved(DIRECTORY.path, mobile)
@@ -280,7 +272,9 @@ def mount(app: web.Application) -> None:
         try:
             name = form.get("name", "").strip()[:100]
             if not name:
-                raise Refused("sms.console.error.group", t(request, "sms.console.name_needed"))
+                raise FormRefused(
+                    "sms.console.error.group", detail=t(request, "sms.console.name_needed")
+                )
             async with ctx.db.session() as session:
                 try:
                     group = await service.add_group(
@@ -292,11 +286,11 @@ def mount(app: web.Application) -> None:
                         members=_mobiles(form.get("members", "")),
                     )
                 except service.SmsError as exc:
-                    raise Refused("sms.console.error.group", str(exc)) from None
+                    raise FormRefused("sms.console.error.group", detail=str(exc)) from None
                 await audit(
                     session, identity.subject, "sms.group.add", group.name, client_address(request)
                 )
-        except Refused as error:
+        except FormRefused as error:
             values = await directory_values(request)
             values["form"] = form
             return await refused(request, DIRECTORY, DIRECTORY.template, values, error)
@@ -345,14 +339,14 @@ def mount(app: web.Application) -> None:
                 except service.NotFound as exc:
                     if "group" in str(exc):
                         raise web.HTTPNotFound(text=str(exc)) from None
-                    raise Refused("sms.console.error.members", str(exc)) from None
+                    raise FormRefused("sms.console.error.members", detail=str(exc)) from None
                 except service.SmsError as exc:
-                    raise Refused("sms.console.error.members", str(exc)) from None
+                    raise FormRefused("sms.console.error.members", detail=str(exc)) from None
                 name = group.name
                 await service.audit_group_members(
                     session, identity.subject, client_address(request), group, added, removed
                 )
-        except Refused as error:
+        except FormRefused as error:
             values = await group_values(request, group_id)
             values["members_text"] = form.get("members", "")
             return await refused(request, DIRECTORY, "sms/group.html", values, error)
@@ -388,7 +382,7 @@ def mount(app: web.Application) -> None:
     async def send_cap(
         request: web.Request, identity: Identity, xml: str, form: Mapping[str, str]
     ) -> int:
-        """Validate and send; :class:`Refused` (nothing written) when the alert is refused."""
+        """Validate and send; :class:`FormRefused` (nothing written) when the alert is refused."""
         groups = [g for g in _names(form.get("groups", "")) if g]
         departments = _names(form.get("departments", ""))
         language = "en" if form.get("language") == "en" else "zh"
@@ -410,9 +404,9 @@ def mount(app: web.Application) -> None:
                     incident_id=int(incident) if incident.isdigit() else None,
                 )
             except cap.CapError as exc:
-                raise Refused("sms.console.error.cap", str(exc)) from None
+                raise FormRefused("sms.console.error.cap", detail=str(exc)) from None
             except service.SmsError as exc:
-                raise Refused("sms.console.error.audience", str(exc)) from None
+                raise FormRefused("sms.console.error.audience", detail=str(exc)) from None
             await audit(
                 session,
                 identity.subject,
@@ -429,7 +423,7 @@ def mount(app: web.Application) -> None:
     async def cap_form(request: web.Request) -> dict[str, str]:
         """The form's fields, the multipart file's text included (as ``xml``)."""
         if request.content_length is not None and request.content_length > MAX_UPLOAD + 65536:
-            raise Refused("sms.console.error.cap", f"larger than {MAX_UPLOAD} bytes")
+            raise FormRefused("sms.console.error.cap", detail=f"larger than {MAX_UPLOAD} bytes")
         form = await request.post()
         values: dict[str, str] = {}
         groups: list[str] = []
@@ -442,11 +436,15 @@ def mount(app: web.Application) -> None:
             elif key == "file" and isinstance(value, web.FileField) and value.filename:
                 data = value.file.read(MAX_UPLOAD + 1)
                 if len(data) > MAX_UPLOAD:
-                    raise Refused("sms.console.error.cap", f"larger than {MAX_UPLOAD} bytes")
+                    raise FormRefused(
+                        "sms.console.error.cap", detail=f"larger than {MAX_UPLOAD} bytes"
+                    )
                 try:
                     values["xml"] = data.decode("utf-8-sig")
                 except UnicodeDecodeError:
-                    raise Refused("sms.console.error.cap", "the file is not UTF-8 text") from None
+                    raise FormRefused(
+                        "sms.console.error.cap", detail="the file is not UTF-8 text"
+                    ) from None
         values["groups"] = ",".join(groups)
         return values
 
@@ -480,7 +478,7 @@ def mount(app: web.Application) -> None:
             # Built, then read back by the same parser as an import: one set of rules.
             xml = cap.build(alert).decode("utf-8")
             broadcast_id = await send_cap(request, identity, xml, form)
-        except Refused as error:
+        except FormRefused as error:
             values = await cap_values(request)
             values["form"] = form
             values["error_form"] = "compose"
@@ -494,9 +492,11 @@ def mount(app: web.Application) -> None:
             form = await cap_form(request)
             xml = form.get("xml", "").strip()
             if not xml:
-                raise Refused("sms.console.error.cap", t(request, "sms.console.no_document"))
+                raise FormRefused(
+                    "sms.console.error.cap", detail=t(request, "sms.console.no_document")
+                )
             broadcast_id = await send_cap(request, identity, xml, form)
-        except Refused as error:
+        except FormRefused as error:
             values = await cap_values(request)
             values["form"] = form
             values["error_form"] = "import"
@@ -546,7 +546,7 @@ def mount(app: web.Application) -> None:
         ids = []
         for part in _names(text.replace("#", "")):
             if not part.isdigit():
-                raise Refused("sms.console.error.link", part)
+                raise FormRefused("sms.console.error.link", detail=part)
             ids.append(int(part))
         return ids
 
@@ -556,10 +556,12 @@ def mount(app: web.Application) -> None:
         try:
             kind = form.get("kind", "")
             if kind not in {k.value for k in LogKind}:
-                raise Refused("sms.console.error.entry", kind)
+                raise FormRefused("sms.console.error.entry", detail=kind)
             title = form.get("title", "").strip()[:200]
             if not title:
-                raise Refused("sms.console.error.entry", t(request, "sms.console.title_needed"))
+                raise FormRefused(
+                    "sms.console.error.entry", detail=t(request, "sms.console.title_needed")
+                )
             links = broadcast_ids(form.get("broadcasts", ""))
             async with ctx.db.session() as session:
                 entry = await service.add_log_entry(
@@ -576,7 +578,7 @@ def mount(app: web.Application) -> None:
                         await service.link_broadcast(session, entry.id, broadcast_id)
                 except service.SmsError as exc:
                     # The entry is not kept either: the session rolls back as a whole.
-                    raise Refused("sms.console.error.link", str(exc)) from None
+                    raise FormRefused("sms.console.error.link", detail=str(exc)) from None
                 await audit(
                     session,
                     identity.subject,
@@ -586,7 +588,7 @@ def mount(app: web.Application) -> None:
                     broadcasts=links,
                 )
                 entry_id = entry.id
-        except Refused as error:
+        except FormRefused as error:
             values = await log_values(request)
             values["form"] = form
             return await refused(request, DUTY_LOG, DUTY_LOG.template, values, error)
@@ -635,9 +637,9 @@ def mount(app: web.Application) -> None:
                 except service.NotFound as exc:
                     if "duty log" in str(exc):
                         raise web.HTTPNotFound(text=str(exc)) from None
-                    raise Refused("sms.console.error.link", str(exc)) from None
+                    raise FormRefused("sms.console.error.link", detail=str(exc)) from None
                 except service.SmsError as exc:
-                    raise Refused("sms.console.error.entry", str(exc)) from None
+                    raise FormRefused("sms.console.error.entry", detail=str(exc)) from None
                 await audit(
                     session,
                     identity.subject,
@@ -646,7 +648,7 @@ def mount(app: web.Application) -> None:
                     client_address(request),
                     broadcasts=form.get("broadcasts", "")[:200],
                 )
-        except Refused as error:
+        except FormRefused as error:
             values = await entry_values(request, entry_id)
             return await refused(request, DUTY_LOG, "sms/entry.html", values, error)
         raise saved(DUTY_LOG.path, str(entry_id))

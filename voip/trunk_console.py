@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.api import ApiError
 from core.auth import Identity, audit, identity_of
-from core.console import ConsolePage
+from core.console import ConsolePage, FormRefused
 from core.i18n import LANG
 from core.models import Role
 from core.web import API, CONSOLE, CTX, client_address
@@ -68,25 +68,16 @@ def did_out(entry: Did) -> DidOut:
     return DidOut(did=entry.did, kind=entry.kind, target=entry.target, name=entry.name)
 
 
-class DidRefused(ValueError):
-    """An entry refused: the message key and what to fill into it."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.params = params
-
-
 async def save_did(app: web.Application, pbx: Pbx, entry: Did, actor: str, source: str) -> Did:
     """Check, save and audit one entry (the console's and the API's way)."""
     ctx = app[CTX]
     try:
         entry = check(entry)
     except ValueError as error:
-        raise DidRefused("voip.trunk.error.format", detail=str(error)) from None
+        raise FormRefused("voip.trunk.error.format", detail=str(error)) from None
     async with ctx.db.session() as session:
         if not await target_exists(session, entry.kind, entry.target):
-            raise DidRefused("voip.trunk.error.target", target=entry.target, kind=entry.kind.value)
+            raise FormRefused("voip.trunk.error.target", target=entry.target, kind=entry.kind.value)
     saved = await pbx.dids.save(entry)
     async with ctx.db.session() as session:
         await audit(
@@ -164,7 +155,7 @@ def mount_api(app: web.Application, pbx: Callable[[], Pbx]) -> None:
         entry = Did(request.match_info["did"], body.kind, body.target, body.name)
         try:
             saved = await save_did(app, pbx(), entry, identity.subject, client_address(request))
-        except DidRefused as refused:
+        except FormRefused as refused:
             field = "did" if refused.key.endswith("format") else "target"
             message = refused.params.get("detail") or f"no {body.kind.value} {body.target}"
             raise ApiError(422, str(message), [{"field": field}]) from None
@@ -235,7 +226,7 @@ def mount_console(app: web.Application, pbx: Callable[[], Pbx]) -> None:
         kind = str(form.get("kind", ""))
         try:
             if kind not in {k.value for k in DidKind}:
-                raise DidRefused("voip.trunk.error.format", detail=kind)
+                raise FormRefused("voip.trunk.error.format", detail=kind)
             entry = Did(
                 str(form.get("did", "")),
                 DidKind(kind),
@@ -243,7 +234,7 @@ def mount_console(app: web.Application, pbx: Callable[[], Pbx]) -> None:
                 str(form.get("name", "")),
             )
             saved = await save_did(app, pbx(), entry, identity.subject, client_address(request))
-        except DidRefused as refused:
+        except FormRefused as refused:
             values = overview(request)
             text = console.translations.get(request[LANG], refused.key)
             params = dict(refused.params)

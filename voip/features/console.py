@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from core.auth import Identity, audit, identity_of
-from core.console import ConsolePage
+from core.console import ConsolePage, FormRefused
 from core.i18n import LANG
 from core.models import Role
 from core.web import CONSOLE, CTX, client_address
@@ -47,15 +47,6 @@ PAGE = ConsolePage(
     template="voip/features.html",
     parent="voip",
 )
-
-
-class FormError(ValueError):
-    """A form field refused: the message key and what to fill into it."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.params = params
 
 
 def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
@@ -102,7 +93,7 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
 
     console.add_page(router, PAGE, page)
 
-    async def refused(request: web.Request, error: FormError) -> web.Response:
+    async def refused(request: web.Request, error: FormRefused) -> web.Response:
         values = await overview(request)
         text = console.translations.get(request[LANG], error.key)
         values["error"] = text.format(**error.params)
@@ -124,15 +115,15 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
             for name in ("forward_always", "forward_busy", "forward_no_answer"):
                 value = str(form.get(name, "")).strip()
                 if not TARGET.match(value) or value == number:
-                    raise FormError("voip.features.error.target", value=value)
+                    raise FormRefused("voip.features.error.target", value=value)
                 changes[name] = value
             seconds = str(form.get("no_answer_seconds", "20")).strip()
             if not seconds.isdigit() or not 5 <= int(seconds) <= 120:
-                raise FormError("voip.features.error.seconds")
+                raise FormRefused("voip.features.error.seconds")
             changes["no_answer_seconds"] = int(seconds)
             if await features().store.update(number, **changes) is None:
-                raise FormError("voip.features.error.no_extension", number=number)
-        except FormError as error:
+                raise FormRefused("voip.features.error.no_extension", number=number)
+        except FormRefused as error:
             return await refused(request, error)
         await audited(identity, "voip.call_settings.change", number, request)
         raise saved(number)
@@ -145,11 +136,11 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
         group = str(form.get("pickup_group", "")).strip()
         try:
             if not PICKUP_GROUP.match(group):
-                raise FormError("voip.features.error.pickup_group", value=group)
+                raise FormRefused("voip.features.error.pickup_group", value=group)
             changes = {"record_calls": form.get("record_calls") == "on", "pickup_group": group}
             if await features().store.update(number, **changes) is None:
-                raise FormError("voip.features.error.no_extension", number=number)
-        except FormError as error:
+                raise FormRefused("voip.features.error.no_extension", number=number)
+        except FormRefused as error:
             return await refused(request, error)
         await audited(identity, "voip.call_settings.change", number, request)
         raise saved(number)
@@ -161,7 +152,7 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
             seconds = str(form.get("ring_seconds", "15")).strip()
             strategy = str(form.get("strategy", ""))
             if strategy not in {s.value for s in Strategy}:
-                raise FormError("voip.features.error.group", detail=strategy)
+                raise FormRefused("voip.features.error.group", detail=strategy)
             group = RingGroup(
                 number=str(form.get("number", "")).strip(),
                 name=str(form.get("name", "")).strip(),
@@ -170,12 +161,12 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
                 ring_seconds=int(seconds) if seconds.isdigit() else 0,
             )
             if not service.NUMBER_PATTERN.match(group.number) or not group.name:
-                raise FormError("voip.features.error.group", detail=group.number)
+                raise FormRefused("voip.features.error.group", detail=group.number)
             if not 5 <= group.ring_seconds <= 120:
-                raise FormError("voip.features.error.seconds")
+                raise FormRefused("voip.features.error.seconds")
         except ValueError as error:
-            if not isinstance(error, FormError):
-                error = FormError("voip.features.error.group", detail=str(error))
+            if not isinstance(error, FormRefused):
+                error = FormRefused("voip.features.error.group", detail=str(error))
             return await refused(request, error)
         await features().groups.save(group)
         await audited(identity, "voip.ring_group.save", group.number, request)
@@ -217,7 +208,9 @@ def mount(app: web.Application, features: Callable[[], PbxFeatures]) -> None:
             )
             await ivr.save(menu)  # checks the menu first (ValueError)
         except ValueError as error:
-            return await refused(request, FormError("voip.features.error.menu", detail=str(error)))
+            return await refused(
+                request, FormRefused("voip.features.error.menu", detail=str(error))
+            )
         try:
             await ivr.phrase(menu, "greeting")  # spoken now, not while the first caller waits
         except Exception:
