@@ -138,15 +138,6 @@ class ConsoleProvider:
         return None
 
 
-TWILIO_API = "https://api.twilio.com"
-
-
-def _user_agent() -> str:
-    from twilio import __version__
-
-    return f"twilio-python/{__version__} (unicomm)"
-
-
 @functools.lru_cache(maxsize=4)
 def _basic(login: str, password: str) -> dict[str, str]:
     return {"Authorization": aiohttp.encode_basic_auth(login, password)}
@@ -223,68 +214,39 @@ class TwilioProvider:
         self.http_client = _twilio_http_client(api_base, timeout)
         # environment={} keeps TWILIO_EDGE/TWILIO_REGION from rewriting host names.
         self.client = Client(account_sid, auth_token, http_client=self.http_client, environment={})
-        # The hot path, a message create, is one form POST on the library's own session:
-        # the library's generic request pipeline (request and response objects, logging,
-        # a MessageInstance with every field deserialised) cost as much CPU again as the
-        # HTTP exchange itself. The rare calls (list, fetch) still go through it.
-        base = (api_base or TWILIO_API).rstrip("/")
-        self._messages_url = f"{base}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._headers = {
-            **_basic(account_sid, auth_token),
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Accept": "application/json",
-            "User-Agent": _user_agent(),
-        }
-        self._sender_form = (
-            {"MessagingServiceSid": sender} if sender.startswith("MG") else {"From": sender}
-        )
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def _sender_args(self) -> dict[str, str]:
+        # A Messaging Service SID picks the number itself; otherwise a From number.
+        if self.sender.startswith("MG"):
+            return {"messaging_service_sid": self.sender}
+        return {"from_": self.sender}
 
     async def send(self, message: Outgoing) -> ProviderRecord:
-        """Create the message (``POST .../Messages.json``), classifying every failure.
+        """Create the message with the library, classifying every failure."""
+        from twilio.base.exceptions import TwilioRestException
 
-        Twilio's answer and errors as the library reads them: 201 with the message's
-        JSON, or ``{"code", "message", "status"}`` with an HTTP error status.
-        """
-        form = {"To": message.to, "Body": message.body, **self._sender_form}
+        kwargs: dict[str, Any] = {"to": message.to, "body": message.body, **self._sender_args()}
         if message.status_callback:
-            form["StatusCallback"] = message.status_callback
-        session = self.http_client.session
+            kwargs["status_callback"] = message.status_callback
         try:
-            async with session.post(
-                self._messages_url,
-                data=urlencode(form).encode(),
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                raw = await response.read()
+            created = await self.client.messages.create_async(**kwargs)
+        except TwilioRestException as exc:
+            detail = f"{exc.status} {exc.code or ''} {exc.msg}".strip()
+            if exc.status in TEMPORARY_STATUSES:
+                raise TemporaryProviderError(detail) from None
+            if exc.status >= 500:
+                raise InDoubtError(detail) from None
+            raise PermanentProviderError(detail) from None
         except aiohttp.ClientConnectorError as exc:
             # The connection never opened, so the request cannot have arrived.
             raise TemporaryProviderError(f"cannot connect: {exc}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise InDoubtError(f"{type(exc).__name__}: {exc}") from None
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            answer = {}
-        if not 200 <= status < 300:
-            text = answer.get("message") or raw[:200].decode("utf-8", "replace")
-            detail = f"{status} {answer.get('code') or ''} {text}".strip()
-            if status in TEMPORARY_STATUSES:
-                raise TemporaryProviderError(detail)
-            if status >= 500:
-                raise InDoubtError(detail)
-            raise PermanentProviderError(detail)
-        sid = answer.get("sid")
-        if not sid:
+        if not created.sid:
             # Accepted or not, the answer does not say: reconcile, never resend blindly.
-            raise InDoubtError(f"{status} without a message SID")
+            raise InDoubtError("answer without a message SID")
         return ProviderRecord(
-            str(sid), from_provider(str(answer.get("status", ""))) or DeliveryState.SENT
+            str(created.sid), from_provider(str(created.status)) or DeliveryState.SENT
         )
 
     async def find(self, to: str, body: str, since: dt.datetime) -> ProviderRecord | None:
