@@ -41,9 +41,7 @@ def upgrade() -> None:
         "voip_call_recordings",
         ["extension", "started_at"],
     )
-    op.create_index(
-        "ix_voip_call_recordings_started_at", "voip_call_recordings", ["started_at"]
-    )
+    op.create_index("ix_voip_call_recordings_started_at", "voip_call_recordings", ["started_at"])
 
 
 def downgrade() -> None:
